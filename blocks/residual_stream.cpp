@@ -1,0 +1,41 @@
+#include "block.h"
+
+namespace dgpt {
+
+ResidualStream::ResidualStream(torch::Tensor x, TensorParallelGroup& group, bool mean_merge)
+    : group_(group), mean_merge_(mean_merge), x_(std::move(x)) {}
+
+const torch::Tensor& ResidualStream::replicated() {
+  if (!per_shard_) return x_;
+  per_shard_ = false;
+  if (!last_.defined()) return x_;  // entered but never updated: every stream is still x0
+  // sum:  x0 + sum_i (prev_i + last_i)
+  // mean: mean_i(x0 + prev_i) + sum_i last_i = x0 + sum_i (prev_i / N + last_i)
+  torch::Tensor update = last_;
+  if (prev_.defined()) update = (mean_merge_ ? prev_ / double(group_.tp_size()) : prev_) + last_;
+  x_ = x_ + reduce_from_shards(update, group_);
+  streams_ = prev_ = last_ = torch::Tensor();
+  return x_;
+}
+
+torch::Tensor ResidualStream::per_shard() {
+  if (!per_shard_) {
+    streams_ = copy_to_shards(x_, group_);
+    per_shard_ = true;
+  }
+  return streams_;
+}
+
+void ResidualStream::add_per_shard(const torch::Tensor& z) {
+  TORCH_CHECK(per_shard_, "add_per_shard outside the per-shard region");
+  if (last_.defined()) prev_ = prev_.defined() ? prev_ + last_ : last_;
+  last_ = z;
+  streams_ = streams_ + z;
+}
+
+void ResidualStream::set_replicated(torch::Tensor x) {
+  TORCH_CHECK(!per_shard_, "set_replicated inside the per-shard region");
+  x_ = std::move(x);
+}
+
+}  // namespace dgpt

@@ -1,0 +1,136 @@
+#include "sharded_layers.h"
+
+#include "torch_compat.h"
+
+namespace dgpt {
+
+namespace {
+
+// u: [1 or L, B, T, in], weight: [L, out, in], bias: [L, out] or undefined -> [L, B, T, out].
+torch::Tensor shard_linear(const torch::Tensor& u, const torch::Tensor& weight,
+                           const torch::Tensor& bias) {
+  const int64_t L = weight.size(0), out = weight.size(1), in = weight.size(2);
+  const int64_t B = u.size(1), T = u.size(2);
+  torch::Tensor y;
+  if (u.size(0) == 1) {
+    // Replicated input (right after f): one GEMM against the rows of every local shard.
+    y = torch::matmul(u.reshape({B * T, in}), weight.reshape({L * out, in}).t());
+    y = y.view({B * T, L, out}).permute({1, 0, 2});
+  } else {
+    y = torch::matmul(u.reshape({L, B * T, in}), weight.transpose(1, 2));
+  }
+  if (bias.defined()) y = y + bias.unsqueeze(1);
+  return y.reshape({L, B, T, out});
+}
+
+// [L, B, T, in] @ per-shard [L, C, in]^T -> [L, B, T, C]: the row-parallel c_proj, no bias.
+torch::Tensor shard_projection(const torch::Tensor& h, const torch::Tensor& weight) {
+  const int64_t L = h.size(0), B = h.size(1), T = h.size(2);
+  return torch::matmul(h.reshape({L, B * T, h.size(3)}), weight.transpose(1, 2))
+      .view({L, B, T, weight.size(1)});
+}
+
+torch::Tensor sharded_param(torch::nn::Module& owner, const std::string& name,
+                            std::vector<int64_t> shape) {
+  return owner.register_parameter(name, torch::zeros(shape));
+}
+
+}  // namespace
+
+LayerNormImpl::LayerNormImpl(int64_t n_embd, bool with_bias) {
+  weight = register_parameter("weight", torch::ones({n_embd}));
+  if (with_bias) bias = register_parameter("bias", torch::zeros({n_embd}));
+}
+
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& x, ShardLocalGrads* shard_local) {
+  auto w = shard_local ? shard_local->use(weight) : weight;
+  auto b = bias.defined() && shard_local ? shard_local->use(bias) : bias;
+  return torch::layer_norm(x, {weight.size(0)}, w, b, 1e-5);
+}
+
+void LayerNormImpl::add_slots(std::vector<ParamSlot>& slots, const std::string& prefix) {
+  slots.push_back({prefix + "weight", weight, Layout::Replicated});
+  if (bias.defined()) slots.push_back({prefix + "bias", bias, Layout::Replicated});
+}
+
+ShardedAttentionImpl::ShardedAttentionImpl(const BlockContext& ctx) : dropout_(ctx.args.dropout) {
+  const auto& a = ctx.args;
+  const int64_t L = ctx.group->local_shards(), N = a.tp_size, C = a.n_embd;
+  heads_per_shard_ = a.n_head / N;
+  head_dim_ = C / a.n_head;
+  c_attn_weight = sharded_param(*this, "c_attn_weight", {L, 3 * C / N, C});
+  if (a.bias) c_attn_bias = sharded_param(*this, "c_attn_bias", {L, 3 * C / N});
+  c_proj_weight = sharded_param(*this, "c_proj_weight", {L, C, C / N});
+}
+
+torch::Tensor ShardedAttentionImpl::forward(const torch::Tensor& u) {
+  const int64_t L = c_attn_weight.size(0), B = u.size(1), T = u.size(2);
+  const int64_t width = heads_per_shard_ * head_dim_;
+  auto qkv = shard_linear(u, c_attn_weight, c_attn_bias).split(width, -1);
+  auto to_heads = [&](const torch::Tensor& t) {
+    return t.reshape({L, B, T, heads_per_shard_, head_dim_})
+        .permute({0, 1, 3, 2, 4})
+        .reshape({L * B, heads_per_shard_, T, head_dim_});
+  };
+  auto y = compat::causal_attention(to_heads(qkv[0]), to_heads(qkv[1]), to_heads(qkv[2]), dropout_,
+                                    is_training());
+  y = y.view({L, B, heads_per_shard_, T, head_dim_}).permute({0, 1, 3, 2, 4}).reshape({L, B, T, width});
+  return shard_projection(y, c_proj_weight);
+}
+
+void ShardedAttentionImpl::add_slots(std::vector<ParamSlot>& slots, const std::string& prefix) {
+  slots.push_back({prefix + "c_attn.weight", c_attn_weight, Layout::QkvRows});
+  if (c_attn_bias.defined()) slots.push_back({prefix + "c_attn.bias", c_attn_bias, Layout::QkvRows});
+  slots.push_back({prefix + "c_proj.weight", c_proj_weight, Layout::Cols});
+}
+
+ShardedMLPImpl::ShardedMLPImpl(const BlockContext& ctx) {
+  const auto& a = ctx.args;
+  const int64_t L = ctx.group->local_shards(), N = a.tp_size, C = a.n_embd;
+  c_fc_weight = sharded_param(*this, "c_fc_weight", {L, 4 * C / N, C});
+  if (a.bias) c_fc_bias = sharded_param(*this, "c_fc_bias", {L, 4 * C / N});
+  c_proj_weight = sharded_param(*this, "c_proj_weight", {L, C, 4 * C / N});
+}
+
+torch::Tensor ShardedMLPImpl::forward(const torch::Tensor& u) {
+  return shard_projection(torch::gelu(shard_linear(u, c_fc_weight, c_fc_bias)), c_proj_weight);
+}
+
+void ShardedMLPImpl::add_slots(std::vector<ParamSlot>& slots, const std::string& prefix) {
+  slots.push_back({prefix + "c_fc.weight", c_fc_weight, Layout::Rows});
+  if (c_fc_bias.defined()) slots.push_back({prefix + "c_fc.bias", c_fc_bias, Layout::Rows});
+  slots.push_back({prefix + "c_proj.weight", c_proj_weight, Layout::Cols});
+}
+
+BlockWeightsImpl::BlockWeightsImpl(const BlockContext& ctx, bool proj_biases) {
+  const auto& a = ctx.args;
+  ln_1 = register_module("ln_1", LayerNorm(a.n_embd, a.bias));
+  attn = register_module("attn", ShardedAttention(ctx));
+  ln_2 = register_module("ln_2", LayerNorm(a.n_embd, a.bias));
+  mlp = register_module("mlp", ShardedMLP(ctx));
+  if (a.bias && proj_biases) {
+    attn_bias = register_parameter("attn_c_proj_bias", torch::zeros({a.n_embd}));
+    mlp_bias = register_parameter("mlp_c_proj_bias", torch::zeros({a.n_embd}));
+  }
+}
+
+std::vector<ParamSlot> BlockWeightsImpl::slots(const std::string& prefix) {
+  std::vector<ParamSlot> s;
+  ln_1->add_slots(s, prefix + "ln_1.");
+  attn->add_slots(s, prefix + "attn.");
+  if (attn_bias.defined()) s.push_back({prefix + "attn.c_proj.bias", attn_bias, Layout::Replicated});
+  ln_2->add_slots(s, prefix + "ln_2.");
+  mlp->add_slots(s, prefix + "mlp.");
+  if (mlp_bias.defined()) s.push_back({prefix + "mlp.c_proj.bias", mlp_bias, Layout::Replicated});
+  return s;
+}
+
+torch::Tensor add_bias(const torch::Tensor& t, const torch::Tensor& b) {
+  return b.defined() ? t + b : t;
+}
+
+torch::Tensor residual_dropout(const torch::Tensor& t, const ModelArgs& args, bool training) {
+  return (training && args.dropout > 0) ? torch::dropout(t, args.dropout, true) : t;
+}
+
+}  // namespace dgpt

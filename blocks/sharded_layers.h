@@ -1,0 +1,62 @@
+// The pieces blocks are built from: the attention and MLP sublayers split into shards (computed
+// for all L local shards at once by batched matmuls), and LayerNorm with an optional bias.
+#pragma once
+#include "block.h"
+
+namespace dgpt {
+
+// LayerNorm(C) with nanoGPT's optional bias. In the shard region its parameters' gradients are
+// shard-local and go through ShardLocalGrads.
+class LayerNormImpl : public torch::nn::Module {
+ public:
+  LayerNormImpl(int64_t n_embd, bool bias);
+  torch::Tensor forward(const torch::Tensor& x, ShardLocalGrads* shard_local = nullptr);
+  void add_slots(std::vector<ParamSlot>& slots, const std::string& prefix);
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(LayerNorm);
+
+// Attention sublayer of the L local shards: A_i(u) = c_proj[:, cols_i] · SDPA(q_i, k_i, v_i), no
+// c_proj bias (the block owns it, replicated).
+class ShardedAttentionImpl : public torch::nn::Module {
+ public:
+  explicit ShardedAttentionImpl(const BlockContext& ctx);
+  // u: [1 or L, B, T, C] -> partial outputs [L, B, T, C].
+  torch::Tensor forward(const torch::Tensor& u);
+  void add_slots(std::vector<ParamSlot>& slots, const std::string& prefix);  // prefix "...attn."
+  torch::Tensor c_attn_weight, c_attn_bias, c_proj_weight;
+
+ private:
+  int64_t heads_per_shard_, head_dim_;
+  double dropout_;
+};
+TORCH_MODULE(ShardedAttention);
+
+// MLP sublayer of the L local shards: M_i(u) = c_proj[:, cols_i] · gelu(c_fc_i · u + b_fc_i).
+class ShardedMLPImpl : public torch::nn::Module {
+ public:
+  explicit ShardedMLPImpl(const BlockContext& ctx);
+  torch::Tensor forward(const torch::Tensor& u);  // [1 or L, B, T, C] -> [L, B, T, C]
+  void add_slots(std::vector<ParamSlot>& slots, const std::string& prefix);  // prefix "...mlp."
+  torch::Tensor c_fc_weight, c_fc_bias, c_proj_weight;
+};
+TORCH_MODULE(ShardedMLP);
+
+// The weights of one block, named as nanoGPT names them: ln_1, attn (sharded), ln_2, mlp (sharded)
+// and the replicated c_proj biases (absent without `bias`, or when the block type has none).
+class BlockWeightsImpl : public torch::nn::Module {
+ public:
+  BlockWeightsImpl(const BlockContext& ctx, bool proj_biases);
+  std::vector<ParamSlot> slots(const std::string& prefix);  // prefix "transformer.h.3."
+  LayerNorm ln_1{nullptr}, ln_2{nullptr};
+  ShardedAttention attn{nullptr};
+  ShardedMLP mlp{nullptr};
+  torch::Tensor attn_bias, mlp_bias;  // [C] or undefined
+};
+TORCH_MODULE(BlockWeights);
+// t + b, or t when b is undefined.
+torch::Tensor add_bias(const torch::Tensor& t, const torch::Tensor& b);
+// Residual-branch dropout with the model's rate.
+torch::Tensor residual_dropout(const torch::Tensor& t, const ModelArgs& args, bool training);
+
+}  // namespace dgpt

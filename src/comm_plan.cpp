@@ -1,0 +1,45 @@
+#include "comm_plan.h"
+
+#include "block.h"
+
+namespace dgpt {
+
+int64_t CommPlan::collectives_per_step() const {
+  return micro_steps * (forward_allreduce + backward_allreduce) + replicated_grad_sync + grad_norm_allreduce;
+}
+
+int64_t CommPlan::bytes_per_step() const {
+  return micro_steps * (forward_allreduce + backward_allreduce) * activation_bytes + replicated_grad_bytes +
+         grad_norm_bytes;
+}
+
+CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t micro_steps, double grad_clip,
+                             int64_t activation_elem_bytes, int64_t param_elem_bytes) {
+  CommPlan plan;
+  plan.tp_size = args.tp_size;
+  plan.micro_steps = micro_steps;
+  const bool communicates = args.model_type == "distributed_gpt" && args.tp_size > 1;
+  const auto per_block = args.model_type == "distributed_gpt" ? forward_allreduces_per_block(args.block_types)
+                                                              : std::vector<int64_t>(size_t(args.n_layer), 0);
+  int64_t shard_local_numel = 0;
+  for (int64_t l = 0; l < args.n_layer; ++l) {
+    const std::string& type = args.block_types[size_t(l)];
+    const int64_t n = communicates ? per_block[size_t(l)] : 0;
+    plan.rows.push_back({l, type, n, n});  // every g has its f: f's backward mirrors g's forward
+    plan.forward_allreduce += n;
+    plan.backward_allreduce += n;
+    if (communicates) shard_local_numel += shard_local_replicated_numel(type, args);
+  }
+  plan.activation_bytes = batch_size * args.block_size * args.n_embd * activation_elem_bytes;
+  if (shard_local_numel > 0) {
+    plan.replicated_grad_sync = 1;
+    plan.replicated_grad_bytes = shard_local_numel * param_elem_bytes;
+  }
+  if (communicates && grad_clip > 0) {
+    plan.grad_norm_allreduce = 1;
+    plan.grad_norm_bytes = 8;  // one float64
+  }
+  return plan;
+}
+
+}  // namespace dgpt

@@ -1,0 +1,36 @@
+// The communication plan of SPEC §3: what one training step sends, from the config alone.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model_args.h"
+
+namespace dgpt {
+
+struct CommPlan {
+  struct Row {
+    int64_t layer;
+    std::string type;
+    int64_t forward_allreduce, backward_allreduce;
+  };
+  std::vector<Row> rows;
+  int64_t tp_size = 1;
+  int64_t micro_steps = 1;
+  // Per micro-step: forward (g) and backward (f) all-reduces, each of activation_bytes.
+  int64_t forward_allreduce = 0, backward_allreduce = 0;
+  int64_t activation_bytes = 0;
+  // Per optimizer step.
+  int64_t replicated_grad_sync = 0, replicated_grad_bytes = 0;
+  int64_t grad_norm_allreduce = 0, grad_norm_bytes = 0;
+
+  int64_t collectives_per_step() const;
+  int64_t bytes_per_step() const;
+};
+
+// activation_elem_bytes: bytes per element of the all-reduced activations (4 for float32);
+// param_elem_bytes: of the gradients. A tp_size of 1 communicates nothing.
+CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t micro_steps, double grad_clip,
+                             int64_t activation_elem_bytes, int64_t param_elem_bytes);
+
+}  // namespace dgpt

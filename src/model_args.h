@@ -1,0 +1,29 @@
+// The architecture of a model: what a checkpoint's model_args records.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dgpt {
+
+struct ModelArgs {
+  int64_t n_layer = 12;
+  int64_t n_head = 12;
+  int64_t n_embd = 768;
+  int64_t block_size = 1024;
+  int64_t vocab_size = 50304;
+  double dropout = 0.0;
+  bool bias = false;
+  std::string model_type = "gpt";  // 'gpt' | 'distributed_gpt'
+  int64_t tp_size = 1;
+  std::vector<std::string> block_types;  // n_layer entries (all 'tp' for 'gpt')
+  std::string parallel_merge = "sum";
+
+  bool all_tp() const {
+    for (auto& t : block_types)
+      if (t != "tp") return false;
+    return true;
+  }
+};
+
+}  // namespace dgpt

@@ -1,0 +1,63 @@
+#include "runtime.h"
+
+#include <fmt/format.h>
+
+#include <ostream>
+
+namespace dgpt {
+
+torch::Device resolve_device(const std::string& device, bool explicitly_set, std::ostream& notices) {
+  torch::Device dev(torch::kCPU);
+  try {
+    dev = torch::Device(device);
+  } catch (const std::exception&) {
+    throw UserError("device='" + device + "' is not a device (use 'cpu', 'cuda' or 'cuda:N')");
+  }
+  if (dev.is_cuda() && !torch::cuda::is_available()) {
+    if (explicitly_set)
+      throw UserError("device='" + device + "' but no CUDA device is available to this LibTorch (use --device=cpu)");
+    notices << "notice: no CUDA device available; running on the CPU (set device='cpu' to silence this)\n";
+    return torch::Device(torch::kCPU);
+  }
+  if (!dev.is_cpu() && !dev.is_cuda()) throw UserError("device='" + device + "' is not supported (use 'cpu' or 'cuda')");
+  return dev;
+}
+
+torch::Dtype resolve_dtype(const std::string& dtype, torch::Device device, std::ostream& notices) {
+  if (dtype == "float64") return torch::kDouble;
+  if (device.is_cuda() && (dtype == "bfloat16" || dtype == "float16"))
+    notices << "notice: dtype='" << dtype << "' autocast is not implemented yet; computing in float32\n";
+  return torch::kFloat;
+}
+
+ModelArgs model_args_from(const TrainConfig& cfg, int64_t vocab_size) {
+  ModelArgs a;
+  a.n_layer = cfg.n_layer;
+  a.n_head = cfg.n_head;
+  a.n_embd = cfg.n_embd;
+  a.block_size = cfg.block_size;
+  a.vocab_size = vocab_size;
+  a.dropout = cfg.dropout;
+  a.bias = cfg.bias;
+  a.model_type = cfg.model_type;
+  a.tp_size = cfg.model_type == "gpt" ? 1 : cfg.tp_size;
+  a.block_types = cfg.resolved_block_types();
+  a.parallel_merge = cfg.parallel_merge;
+  return a;
+}
+
+std::shared_ptr<TensorParallelGroup> make_tp_group(const ModelArgs& args) {
+  return std::make_shared<SimulatedGroup>(args.tp_size);
+}
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (bytes >= 1000 && u < 4) {
+    bytes /= 1000;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.2f} {}", bytes, units[u]);
+}
+
+}  // namespace dgpt

@@ -1,0 +1,46 @@
+// Text <-> token ids for a dataset, chosen by what its folder holds.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dgpt {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  virtual std::vector<int64_t> encode(const std::string& text) const = 0;
+  virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
+  virtual int64_t vocab_size() const = 0;
+};
+
+// Character-level vocabulary (nanoGPT's shakespeare_char): the sorted distinct code points of a text.
+class CharTokenizer : public Tokenizer {
+ public:
+  explicit CharTokenizer(std::vector<char32_t> symbols);
+  static CharTokenizer from_text(const std::string& utf8);
+  static CharTokenizer from_meta_json(const std::string& path);  // throws UserError
+  void write_meta_json(const std::string& path) const;
+
+  std::vector<int64_t> encode(const std::string& text) const override;
+  std::string decode(const std::vector<int64_t>& ids) const override;
+  int64_t vocab_size() const override { return int64_t(symbols_.size()); }
+
+ private:
+  std::vector<char32_t> symbols_;  // id -> code point, ascending
+};
+
+// The tokenizer of a dataset folder: its meta.json. Throws UserError saying what is missing.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& data_dir);
+// The vocabulary size for a new model: meta.json's, else GPT-2's padded 50304 (as nanoGPT).
+int64_t dataset_vocab_size(const std::string& data_dir);
+
+// UTF-8 helpers (throw UserError on invalid input).
+std::vector<char32_t> utf8_decode(const std::string& s);
+std::string utf8_encode(char32_t cp);
+
+// Writes `bytes` to `path` through a temporary file and a rename, so `path` is never torn.
+void write_file_atomically(const std::string& path, const std::string& bytes);
+
+}  // namespace dgpt

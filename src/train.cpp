@@ -1,0 +1,258 @@
+#include "train.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <ostream>
+
+#include "checkpoint.h"
+#include "comm_plan.h"
+#include "data.h"
+#include "model.h"
+#include "optim.h"
+#include "runtime.h"
+#include "tokenizer.h"
+
+namespace dgpt {
+
+namespace {
+
+// Stream identifiers mixed into seeds, so train batches, eval batches and dropout never share one.
+enum SeedStream : uint64_t { kTrainBatch = 1, kEvalBatch = 2, kDropout = 3 };
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string format_duration(double s) {
+  const int64_t total = int64_t(s + 0.5);
+  if (total >= 3600) return fmt::format("{}h{:02d}m", total / 3600, (total % 3600) / 60);
+  if (total >= 60) return fmt::format("{}m{:02d}s", total / 60, total % 60);
+  return fmt::format("{}s", total);
+}
+
+// Mean loss over eval_iters batches of each split, batches keyed by (seed, split, iter, k).
+std::pair<double, double> estimate_loss(GPT& model, const Dataset& data, const TrainConfig& cfg, int64_t iter,
+                                        torch::Device device) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  double losses[2];
+  const char* splits[2] = {"train", "val"};
+  for (int s = 0; s < 2; ++s) {
+    double sum = 0;
+    for (int64_t k = 0; k < cfg.eval_iters; ++k) {
+      auto batch = sample_batch(data.split(splits[s]), cfg.batch_size, cfg.block_size,
+                                mix_seed({uint64_t(cfg.seed), kEvalBatch, uint64_t(s), uint64_t(iter), uint64_t(k)}),
+                                device);
+      sum += model->forward(batch.x, batch.y).loss.item<double>();
+    }
+    losses[s] = sum / double(cfg.eval_iters);
+  }
+  model->train();
+  return {losses[0], losses[1]};
+}
+
+// The model args of a resumed run: the checkpoint's architecture; tp_size may change only for
+// all-tp models (spd and parallel compute a different function at another tp_size).
+ModelArgs resumed_model_args(const Checkpoint& ckpt, const TrainConfig& cfg, std::ostream& notices) {
+  ModelArgs a = ckpt.model_args;
+  const ModelArgs wanted = model_args_from(cfg, a.vocab_size);
+  auto note = [&](const char* key, const std::string& ckpt_value, const std::string& cfg_value) {
+    if (ckpt_value != cfg_value)
+      notices << "notice: resuming with the checkpoint's " << key << " = " << ckpt_value << " (config says "
+              << cfg_value << ")\n";
+  };
+  note("n_layer", std::to_string(a.n_layer), std::to_string(wanted.n_layer));
+  note("n_head", std::to_string(a.n_head), std::to_string(wanted.n_head));
+  note("n_embd", std::to_string(a.n_embd), std::to_string(wanted.n_embd));
+  note("block_size", std::to_string(a.block_size), std::to_string(wanted.block_size));
+  note("model_type", a.model_type, wanted.model_type);
+  note("parallel_merge", a.parallel_merge, wanted.parallel_merge);
+  if (a.block_types != wanted.block_types) notices << "notice: resuming with the checkpoint's block_types\n";
+  if (wanted.tp_size != a.tp_size) {
+    if (!a.all_tp() || a.model_type == "gpt")
+      throw UserError(fmt::format(
+          "cannot resume at tp_size={}: the checkpoint's {} blocks were trained at tp_size={}, and spd/parallel "
+          "blocks compute a different function at another tp_size",
+          wanted.tp_size, a.model_type == "gpt" ? "dense" : "spd/parallel", a.tp_size));
+    a.tp_size = wanted.tp_size;
+  }
+  if (a.n_head % a.tp_size != 0 || (4 * a.n_embd) % a.tp_size != 0)
+    throw UserError(fmt::format("tp_size={} does not divide the checkpoint's n_head={} and 4*n_embd={}", a.tp_size,
+                                a.n_head, 4 * a.n_embd));
+  a.dropout = cfg.dropout;  // as nanoGPT: dropout may change on resume
+  return a;
+}
+
+void ensure_dir(const std::string& dir) {
+  std::string path;
+  for (size_t i = 0; i <= dir.size(); ++i) {
+    if (i == dir.size() || dir[i] == '/') {
+      if (!path.empty()) ::mkdir(path.c_str(), 0755);
+    }
+    if (i < dir.size()) path += dir[i];
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw UserError("cannot create out_dir " + dir);
+}
+
+}  // namespace
+
+double learning_rate_at(const TrainConfig& cfg, int64_t it) {
+  if (!cfg.decay_lr) return cfg.learning_rate;
+  if (it < cfg.warmup_iters) return cfg.learning_rate * double(it + 1) / double(cfg.warmup_iters + 1);
+  if (it > cfg.lr_decay_iters || cfg.lr_decay_iters <= cfg.warmup_iters) return cfg.min_lr;
+  const double ratio = double(it - cfg.warmup_iters) / double(cfg.lr_decay_iters - cfg.warmup_iters);
+  const double coeff = 0.5 * (1.0 + std::cos(M_PI * ratio));
+  return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr);
+}
+
+void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices) {
+  const torch::Device device = resolve_device(cfg.device, cfg.device_was_set, notices);
+  const torch::Dtype dtype = resolve_dtype(cfg.dtype, device, notices);
+  const std::string data_dir = cfg.resolved_data_dir();
+  const Dataset data = Dataset::open(data_dir, cfg.block_size);
+  const std::string ckpt_path = cfg.out_dir + "/ckpt.pt";
+  torch::manual_seed(uint64_t(cfg.seed));
+
+  // Model and optimizer, fresh or from the checkpoint.
+  Checkpoint resumed;
+  ModelArgs args;
+  if (cfg.init_from == "resume") {
+    out << "resuming training from " << cfg.out_dir << "\n";
+    resumed = load_checkpoint(ckpt_path);
+    args = resumed_model_args(resumed, cfg, notices);
+  } else {
+    args = model_args_from(cfg, dataset_vocab_size(data_dir));
+  }
+  auto group = make_tp_group(args);
+  GPT model(args, group);
+  model->load_dense_state(cfg.init_from == "resume" ? resumed.model : init_dense_weights(args, cfg.seed));
+  model->to(device, dtype);
+  model->train();
+  AdamW optimizer(model->param_slots(), cfg.weight_decay, cfg.beta1, cfg.beta2);
+  int64_t iter_num = 0;
+  double best_val_loss = 1e9;
+  if (cfg.init_from == "resume") {
+    optimizer.load_dense_state(resumed.optimizer, args.tp_size, group->first_shard(), group->local_shards());
+    iter_num = resumed.iter_num;
+    best_val_loss = resumed.best_val_loss;
+    if (resumed.rng_state.defined()) {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(resumed.rng_state);
+    }
+    resumed.model.clear();
+    resumed.optimizer.clear();
+  }
+
+  const int64_t tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size;
+  const auto plan = plan_communications(args, cfg.batch_size, cfg.gradient_accumulation_steps, cfg.grad_clip,
+                                        c10::elementSize(dtype), c10::elementSize(dtype));
+  out << "tokens per iteration will be: " << tokens_per_iter << "\n";
+  out << fmt::format("number of parameters: {:.2f}M ({}, tp_size {}, {} shard(s) per process)\n",
+                     double(model->num_params()) / 1e6, args.model_type, args.tp_size, group->local_shards());
+  out << fmt::format("num decayed parameter tensors: {}, with {} parameters\n", optimizer.decayed_tensors(),
+                     optimizer.decayed_numel());
+  out << fmt::format("communication per step (SPEC §3): {} forward + {} backward all-reduces per micro-step x {}, "
+                     "{} other collectives, {} in all\n",
+                     plan.forward_allreduce, plan.backward_allreduce, plan.micro_steps,
+                     plan.replicated_grad_sync + plan.grad_norm_allreduce, human_bytes(double(plan.bytes_per_step())));
+  out.flush();
+
+  ensure_dir(cfg.out_dir);
+  std::ofstream metrics(cfg.out_dir + "/metrics.jsonl", cfg.init_from == "resume" ? std::ios::app : std::ios::trunc);
+  if (!metrics) throw UserError("cannot write " + cfg.out_dir + "/metrics.jsonl");
+  auto emit = [&](const nlohmann::json& event) { metrics << event.dump() << "\n" << std::flush; };
+  const bool progress = ::isatty(STDOUT_FILENO);
+  auto clear_progress = [&] {
+    if (progress) out << "\r\033[K";
+  };
+
+  const auto run_start = Clock::now();
+  const int64_t first_iter = iter_num;
+  auto t0 = Clock::now();
+  while (true) {
+    const double lr = learning_rate_at(cfg, iter_num);
+
+    if (iter_num % cfg.eval_interval == 0 || cfg.eval_only) {
+      const auto [train_loss, val_loss] = estimate_loss(model, data, cfg, iter_num, device);
+      clear_progress();
+      out << fmt::format("step {}: train loss {:.4f}, val loss {:.4f}\n", iter_num, train_loss, val_loss);
+      emit({{"event", "eval"}, {"iter", iter_num}, {"train_loss", train_loss}, {"val_loss", val_loss}, {"lr", lr}});
+      if (val_loss < best_val_loss || cfg.always_save_checkpoint) {
+        best_val_loss = val_loss;
+        if (iter_num > 0) {
+          Checkpoint ckpt;
+          ckpt.model_args = args;
+          ckpt.model = model->dense_state();
+          ckpt.optimizer = optimizer.dense_state();
+          ckpt.iter_num = iter_num;
+          ckpt.best_val_loss = best_val_loss;
+          ckpt.config = config_items(cfg);
+          ckpt.seed = cfg.seed;
+          ckpt.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+          out << "saving checkpoint to " << cfg.out_dir << "\n";
+          save_checkpoint(ckpt, ckpt_path);
+        }
+      }
+      t0 = Clock::now();  // evaluation time is not iteration time
+    }
+    if (cfg.eval_only) break;
+
+    const CommTally before = group->tally();
+    torch::Tensor loss_sum;
+    for (int64_t micro = 0; micro < cfg.gradient_accumulation_steps; ++micro) {
+      const uint64_t s = uint64_t(cfg.seed), it = uint64_t(iter_num), k = uint64_t(micro);
+      torch::manual_seed(mix_seed({s, kDropout, it, k}));
+      auto batch = sample_batch(*data.train, cfg.batch_size, cfg.block_size, mix_seed({s, kTrainBatch, it, k}), device);
+      auto loss = model->forward(batch.x, batch.y).loss / double(cfg.gradient_accumulation_steps);
+      loss.backward();
+      loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
+    }
+    model->sync_shard_local_grads();
+    if (cfg.grad_clip > 0) clip_grad_norm(optimizer.slots(), *group, cfg.grad_clip);
+    optimizer.step(lr);
+    optimizer.zero_grad();
+    const double loss = loss_sum.item<double>();
+    const double dt = seconds_since(t0);
+    t0 = Clock::now();
+    const CommTally step = group->tally() - before;
+
+    if (!std::isfinite(loss)) throw UserError(fmt::format("loss is {} at iter {}: training diverged (lower learning_rate?)", loss, iter_num));
+    if (iter_num % cfg.log_interval == 0) {
+      const double tokens_per_s = double(tokens_per_iter) / dt;
+      const int64_t fwd = step.count_of(CommKind::ForwardAllReduce), bwd = step.count_of(CommKind::BackwardAllReduce);
+      clear_progress();
+      out << fmt::format("iter {}: loss {:.4f}, lr {:.3e}, time {:.2f}ms, {:.0f} tok/s, comms {} fwd + {} bwd + {} other "
+                         "collectives, {}/step\n",
+                         iter_num, loss, lr, dt * 1e3, tokens_per_s, fwd, bwd, step.total_count() - fwd - bwd,
+                         human_bytes(double(step.total_bytes())));
+      nlohmann::json event{{"event", "train"}, {"iter", iter_num}, {"loss", loss}, {"lr", lr}, {"ms", dt * 1e3},
+                           {"tokens_per_s", tokens_per_s}, {"collectives", step.total_count()},
+                           {"comm_bytes", step.total_bytes()}};
+      for (int k = 0; k < kCommKinds; ++k) event[comm_kind_name(CommKind(k))] = step.count[size_t(k)];
+      emit(event);
+    }
+    iter_num += 1;
+    if (progress) {
+      const double elapsed = seconds_since(run_start);
+      const double done = double(iter_num - first_iter), left = double(cfg.max_iters + 1 - iter_num);
+      out << fmt::format("\r\033[K[{}/{}] {:.0f}% ETA {}", iter_num, cfg.max_iters + 1,
+                         100.0 * double(iter_num) / double(cfg.max_iters + 1), format_duration(elapsed / done * left))
+          << std::flush;
+    }
+    if (iter_num > cfg.max_iters) break;
+  }
+  clear_progress();
+  out << fmt::format("done: {} iterations, best val loss {:.4f}, {} in all\n", iter_num - first_iter, best_val_loss,
+                     format_duration(seconds_since(run_start)));
+}
+
+}  // namespace dgpt
