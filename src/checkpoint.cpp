@@ -1,9 +1,13 @@
 #include "checkpoint.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
+
 #include <fstream>
 #include <iterator>
 
-#include "tokenizer.h"
+#include "files.h"
 
 namespace dgpt {
 
@@ -85,6 +89,26 @@ struct Reader {
   }
 };
 
+// torch.save's zip format, without the TorchScript type tags that torch::pickle_save adds to
+// dicts and lists (Python's weights-only torch.load, the default since PyTorch 2.6, refuses them).
+std::vector<char> pickle_for_torch_load(const c10::IValue& root) {
+  std::vector<char> pickle;
+  torch::jit::Pickler pickler([&](const char* buf, size_t n) { pickle.insert(pickle.end(), buf, buf + n); },
+                              /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+                              /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(root);
+  pickler.stop();
+  std::vector<char> archive;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* buf, size_t n) -> size_t {
+    archive.insert(archive.end(), static_cast<const char*>(buf), static_cast<const char*>(buf) + n);
+    return n;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(), writer);
+  writer.writeEndOfFile();
+  return archive;
+}
+
 }  // namespace
 
 void save_checkpoint(const Checkpoint& ckpt, const std::string& path) {
@@ -135,7 +159,7 @@ void save_checkpoint(const Checkpoint& ckpt, const std::string& path) {
   root.insert("sampler", sampler);
   if (ckpt.rng_state.defined()) root.insert("rng_state", cpu(ckpt.rng_state));
 
-  const std::vector<char> bytes = torch::pickle_save(root);
+  const std::vector<char> bytes = pickle_for_torch_load(root);
   write_file_atomically(path, std::string(bytes.begin(), bytes.end()));
 }
 

@@ -1,6 +1,5 @@
 #include "prepare.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -8,6 +7,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "files.h"
 #include "pyliteral.h"
 #include "tokenizer.h"
 
@@ -31,8 +31,8 @@ std::string read_file(const std::string& path) {
 // Tries curl, then wget. Returns true when `dest` was written.
 bool download(const std::string& url, const std::string& dest, std::ostream& log) {
   const std::string tmp = dest + ".download";
-  for (const std::string cmd : {"curl -fsSL --max-time 120 -o '" + tmp + "' '" + url + "'",
-                                "wget -q -T 120 -O '" + tmp + "' '" + url + "'"}) {
+  for (const std::string cmd : {"curl -fsSL --connect-timeout 15 --max-time 120 -o '" + tmp + "' '" + url + "'",
+                                "wget -q -T 30 -O '" + tmp + "' '" + url + "'"}) {
     log << "downloading " << url << "\n";
     if (std::system((cmd + " 2>/dev/null").c_str()) == 0 && std::rename(tmp.c_str(), dest.c_str()) == 0)
       return true;
@@ -54,10 +54,7 @@ void write_token_file(const std::string& path, const std::vector<int64_t>& ids) 
 }
 
 void prepare_shakespeare_char(const std::string& input, const std::string& out_dir, std::ostream& log) {
-  ::mkdir(out_dir.c_str(), 0755);  // one level, like nanoGPT's data/<name>/ folders
-  struct stat st {};
-  if (::stat(out_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    throw UserError("cannot create output folder " + out_dir + " (does its parent exist?)");
+  make_dirs(out_dir);
 
   std::string source = input;
   if (source.empty()) {

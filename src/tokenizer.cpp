@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "files.h"
 #include "pyliteral.h"
 
 namespace dgpt {
@@ -136,19 +137,6 @@ int64_t dataset_vocab_size(const std::string& data_dir) {
   const std::string meta = data_dir + "/meta.json";
   if (::access(meta.c_str(), R_OK) != 0) return 50304;
   return load_tokenizer(data_dir)->vocab_size();
-}
-
-void write_file_atomically(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw UserError("cannot write " + tmp + ": " + std::strerror(errno));
-  const bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0 &&
-                  ::fsync(fileno(f)) == 0;
-  const bool closed = std::fclose(f) == 0;
-  if (!ok || !closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw UserError("cannot write " + path + ": " + std::strerror(errno));
-  }
 }
 
 }  // namespace dgpt

@@ -40,7 +40,4 @@ int64_t dataset_vocab_size(const std::string& data_dir);
 std::vector<char32_t> utf8_decode(const std::string& s);
 std::string utf8_encode(char32_t cp);
 
-// Writes `bytes` to `path` through a temporary file and a rename, so `path` is never torn.
-void write_file_atomically(const std::string& path, const std::string& bytes);
-
 }  // namespace dgpt

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,6 +12,7 @@
 #include "checkpoint.h"
 #include "comm_plan.h"
 #include "data.h"
+#include "files.h"
 #include "model.h"
 #include "optim.h"
 #include "runtime.h"
@@ -91,18 +91,6 @@ ModelArgs resumed_model_args(const Checkpoint& ckpt, const TrainConfig& cfg, std
   return a;
 }
 
-void ensure_dir(const std::string& dir) {
-  std::string path;
-  for (size_t i = 0; i <= dir.size(); ++i) {
-    if (i == dir.size() || dir[i] == '/') {
-      if (!path.empty()) ::mkdir(path.c_str(), 0755);
-    }
-    if (i < dir.size()) path += dir[i];
-  }
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw UserError("cannot create out_dir " + dir);
-}
-
 }  // namespace
 
 double learning_rate_at(const TrainConfig& cfg, int64_t it) {
@@ -166,7 +154,7 @@ void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices) {
                      plan.replicated_grad_sync + plan.grad_norm_allreduce, human_bytes(double(plan.bytes_per_step())));
   out.flush();
 
-  ensure_dir(cfg.out_dir);
+  make_dirs(cfg.out_dir);
   std::ofstream metrics(cfg.out_dir + "/metrics.jsonl", cfg.init_from == "resume" ? std::ios::app : std::ios::trunc);
   if (!metrics) throw UserError("cannot write " + cfg.out_dir + "/metrics.jsonl");
   auto emit = [&](const nlohmann::json& event) { metrics << event.dump() << "\n" << std::flush; };

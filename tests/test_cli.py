@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the dgpt binary: usage: test_cli.py DGPT_BINARY SUITE.
+
+Suites: prepare, errors, resume, checkpoint, inference. Each runs dgpt as a user would, in a
+temporary folder, on the real tinyshakespeare text (../shared/data/tinyshakespeare/input.txt).
+"""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+DGPT = os.path.abspath(sys.argv[1])
+SUITE = sys.argv[2]
+SHAKESPEARE = os.environ.get("DGPT_SHAKESPEARE", "")
+WORK = tempfile.mkdtemp(prefix=f"dgpt_{SUITE}_")
+FAILURES = []
+CHECKS = [0]
+
+# A model small enough that a run of a dozen iterations takes seconds on 2 cores.
+TINY = ["--device=cpu", "--dataset=shakespeare_char", "--n_layer=4", "--n_head=4", "--n_embd=32",
+        "--block_size=32", "--batch_size=4", "--eval_iters=2", "--warmup_iters=2", "--learning_rate=3e-3",
+        "--lr_decay_iters=20", "--min_lr=3e-4"]
+
+
+def run(*args, expect=0, cwd=WORK):
+    p = subprocess.run([DGPT, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    if expect is not None and p.returncode != expect:
+        raise AssertionError(f"dgpt {' '.join(args)}: exit {p.returncode}, expected {expect}\n"
+                             f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}")
+    return p
+
+
+def check(cond, what):
+    CHECKS[0] += 1
+    if not cond:
+        FAILURES.append(what)
+        print("FAIL:", what)
+
+
+def prepare():
+    if not os.path.exists(SHAKESPEARE):
+        print(f"skipped: no tinyshakespeare at {SHAKESPEARE!r}")
+        sys.exit(77)
+    if not os.path.exists(os.path.join(WORK, "data/shakespeare_char/train.bin")):
+        run("prepare", "shakespeare_char", "--input", SHAKESPEARE)
+
+
+def metrics(out_dir, event):
+    with open(os.path.join(WORK, out_dir, "metrics.jsonl")) as f:
+        return [e for e in map(json.loads, f) if e["event"] == event]
+
+
+def error_case(args, *needles, code=2):
+    p = run(*args, expect=None)
+    err = p.stderr.strip()
+    check(p.returncode == code, f"{args}: exit {p.returncode}, expected {code} ({err})")
+    check(err.startswith("error: ") and len(err.splitlines()) == 1,
+          f"{args}: expected one 'error:' line, got {err!r}")
+    check("Traceback" not in p.stderr and "Exception raised from" not in p.stderr, f"{args}: stack trace")
+    for n in needles:
+        check(n in err, f"{args}: message {err!r} lacks {n!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def suite_prepare():
+    p = run("prepare", "shakespeare_char", "--input", SHAKESPEARE)
+    check("train has 1003854 tokens" in p.stdout and "val has 111540 tokens" in p.stdout, p.stdout)
+    d = os.path.join(WORK, "data/shakespeare_char")
+    check(os.path.getsize(f"{d}/train.bin") == 2 * 1003854, "train.bin size")
+    check(os.path.getsize(f"{d}/val.bin") == 2 * 111540, "val.bin size")
+    meta = json.load(open(f"{d}/meta.json"))
+    check(meta["vocab_size"] == 65 and meta["itos"][0] == "\n" and meta["itos"][-1] == "z", "meta.json vocab")
+    # nanoGPT's encoding: ids of the sorted characters, first 90% train, the rest val.
+    text = open(SHAKESPEARE, encoding="utf-8").read()
+    stoi = {c: i for i, c in enumerate(sorted(set(text)))}
+    n = int(len(text) * 0.9)
+    train = open(f"{d}/train.bin", "rb").read()
+    val = open(f"{d}/val.bin", "rb").read()
+    check(train[:2000] == b"".join(stoi[c].to_bytes(2, "little") for c in text[:1000]), "train.bin head")
+    check(val[-2000:] == b"".join(stoi[c].to_bytes(2, "little") for c in text[-1000:]), "val.bin tail")
+    check(train[-2:] == stoi[text[n - 1]].to_bytes(2, "little"), "split point")
+    # an input.txt already in the output folder is used without --input
+    other = os.path.join(WORK, "other")
+    os.makedirs(other)
+    shutil.copy(SHAKESPEARE, os.path.join(other, "input.txt"))
+    run("prepare", "shakespeare_char", "--out", other)
+    check(open(f"{other}/val.bin", "rb").read() == val, "prepare from DIR/input.txt")
+    error_case(["prepare", "shakespeare_char", "--input", "/nonexistent/input.txt"], "/nonexistent/input.txt")
+    error_case(["prepare", "tinystories"], "unknown dataset 'tinystories'")
+    for sub in ["prepare", "train", "sample", "eval", "comms"]:
+        p = run(sub, "--help")
+        check("Usage" in p.stdout or "usage" in p.stdout.lower(), f"{sub} --help")
+    check("block_types" in run("train", "--help").stdout, "train --help lists config keys")
+
+
+def suite_errors():
+    prepare()
+    base = ["train", *TINY, "--max_iters=1", "--out_dir=out"]
+    error_case([*base, "--n_embed=64"], "n_embed", "n_embd")
+    error_case([*base, "--n_layer=3.5"], "n_layer", "3.5")
+    error_case([*base, "--block_types=['spd'*"], "block_types")
+    error_case([*base, "--model_type=distributed_gpt", "--block_types=['spd']*3"], "block_types", "3", "4")
+    error_case([*base, "--model_type=distributed_gpt", "--block_types=['tp','spd','foo','tp']"], "foo")
+    error_case([*base, "--model_type=distributed_gpt", "--tp_size=3"], "n_head", "3")
+    error_case([*base, "--init_from=gpt2"], "init_from")
+    cfg = os.path.join(WORK, "bad.py")
+    open(cfg, "w").write("n_layer = 4\nbatch_sise = 8  # typo\n")
+    error_case(["train", cfg, *TINY], "batch_sise", "bad.py:2", "batch_size")
+    # data files: missing, empty, odd-sized, too short
+    error_case([*base, "--dataset=nothing"], "data/nothing/train.bin")
+    for name, content, needle in [("empty", b"", "empty"), ("odd", b"\x01\x00\x02", "odd"),
+                                  ("short", b"\x01\x00" * 10, "too few")]:
+        d = os.path.join(WORK, "data", name)
+        os.makedirs(d, exist_ok=True)
+        for split in ["train", "val"]:
+            open(os.path.join(d, f"{split}.bin"), "wb").write(content)
+        error_case([*base, f"--dataset={name}"], needle)
+    # resume without a checkpoint, and from corrupt ones
+    error_case([*base, "--init_from=resume", "--out_dir=none"], "none/ckpt.pt")
+    os.makedirs(os.path.join(WORK, "corrupt"))
+    open(os.path.join(WORK, "corrupt/ckpt.pt"), "wb").write(b"PK\x03\x04 this is not a checkpoint")
+    error_case([*base, "--init_from=resume", "--out_dir=corrupt"], "corrupt/ckpt.pt")
+    error_case(["sample", "--out_dir=corrupt", "--device=cpu"], "corrupt/ckpt.pt", "invalid")
+    error_case(["eval", "--out_dir=corrupt", "--tokens=data/shakespeare_char/val.bin"], "invalid")
+    error_case(["comms", "--n_head=6", "--tp_size=4", "--model_type=distributed_gpt"], "n_head")
+    p = run("train", *TINY, "--device=cuda", "--max_iters=1", expect=None)
+    if p.returncode != 0:  # a CPU-only LibTorch: asking for CUDA explicitly is an error
+        check(p.returncode == 2 and "CUDA" in p.stderr, f"--device=cuda without CUDA: {p.stderr!r}")
+
+
+def suite_resume():
+    """2k iterations in one run == k, then resume for k more: bitwise on CPU."""
+    prepare()
+    k = 6
+    common = [*TINY, "--model_type=distributed_gpt", "--tp_size=2",
+              "--block_types=['tp','spd','parallel','parallel']", "--dropout=0.1", "--bias=True",
+              "--gradient_accumulation_steps=2", "--grad_clip=0.5", f"--eval_interval={k}",
+              "--log_interval=1", "--always_save_checkpoint=True"]
+    run("train", *common, f"--max_iters={2 * k}", "--out_dir=full")
+    run("train", *common, f"--max_iters={k}", "--out_dir=split")
+    run("train", *common, f"--max_iters={2 * k}", "--out_dir=split", "--init_from=resume")
+    full = {e["iter"]: e["loss"] for e in metrics("full", "train")}
+    split = metrics("split", "train")
+    check(sorted(full) == list(range(2 * k + 1)), f"full run iterations {sorted(full)}")
+    # the first run also did iteration k (after saving); the resumed run redoes it identically
+    split_iters = [e["iter"] for e in split]
+    check(split_iters == list(range(k + 1)) + list(range(k, 2 * k + 1)), f"split iterations {split_iters}")
+    for e in split:
+        check(e["loss"] == full[e["iter"]], f"iter {e['iter']}: resumed loss {e['loss']!r} != {full[e['iter']]!r}")
+    ev_full = {e["iter"]: e["val_loss"] for e in metrics("full", "eval")}
+    ev_split = {e["iter"]: e["val_loss"] for e in metrics("split", "eval")}
+    check(ev_full == ev_split, f"eval losses {ev_full} vs {ev_split}")
+    check(not any(".tmp" in f for f in os.listdir(os.path.join(WORK, "split"))), "temporary files left")
+
+    # An all-tp model resumes at another tp_size (and as nanoGPT's dense GPT computes the same).
+    tp = [*TINY, "--model_type=distributed_gpt", f"--eval_interval={k}", "--log_interval=1",
+          "--always_save_checkpoint=True", "--grad_clip=1.0"]
+    run("train", *tp, "--tp_size=2", f"--max_iters={2 * k}", "--out_dir=tp_full")
+    run("train", *tp, "--tp_size=2", f"--max_iters={k}", "--out_dir=tp_split")
+    shutil.copytree(os.path.join(WORK, "tp_split"), os.path.join(WORK, "tp_split4"))
+    run("train", *tp, "--tp_size=4", f"--max_iters={2 * k}", "--out_dir=tp_split4", "--init_from=resume")
+    ref = {e["iter"]: e["loss"] for e in metrics("tp_full", "train")}
+    for e in metrics("tp_split4", "train"):
+        # float32; tp_size changes the summation order only: 1e-5 relative
+        check(abs(e["loss"] - ref[e["iter"]]) <= 1e-5 * abs(ref[e["iter"]]),
+              f"tp 2->4 resume iter {e['iter']}: {e['loss']} vs {ref[e['iter']]}")
+    # spd/parallel blocks are tied to their tp_size
+    error_case(["train", *common, "--tp_size=4", f"--max_iters={2 * k}", "--out_dir=split", "--init_from=resume"],
+               "tp_size")
+
+
+def suite_checkpoint():
+    """ckpt.pt is readable by Python's torch.load, in nanoGPT's dense layout, and a dense
+    forward pass written here from those weights gives the loss `dgpt eval` prints."""
+    prepare()
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        print("skipped: this python3 has no torch (install python3-torch)")
+        sys.exit(77)
+    run("train", *TINY, "--model_type=distributed_gpt", "--tp_size=4", "--bias=True", "--max_iters=8",
+        "--eval_interval=4", "--out_dir=tp4")
+    path = os.path.join(WORK, "tp4/ckpt.pt")
+    # PyTorch >= 2.6 loads with weights_only=True by default: the pickle may reference only the
+    # globals its restricted unpickler allows (1.13's early version lacks float opcodes, so it
+    # cannot be asked; the globals are checked directly instead).
+    import pickletools
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        pkl = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    allowed = {"torch._utils _rebuild_tensor_v2", "collections OrderedDict", "torch FloatStorage",
+               "torch DoubleStorage", "torch LongStorage", "torch ByteStorage"}
+    used = {arg for op, arg, _ in pickletools.genops(pkl) if op.name == "GLOBAL"}
+    check(used <= allowed, f"pickle globals outside the weights-only set: {used - allowed}")
+    major = int(torch.__version__.split(".")[0])
+    ck = torch.load(path, map_location="cpu", **({"weights_only": True} if major >= 2 else {}))
+    for key in ["model", "optimizer", "model_args", "iter_num", "best_val_loss", "config"]:
+        check(key in ck, f"checkpoint key {key}")
+    a = ck["model_args"]
+    check(a["tp_size"] == 4 and a["block_types"] == ["tp"] * 4 and a["parallel_merge"] == "sum", f"model_args {a}")
+    check(ck["iter_num"] == 8, f"iter_num {ck['iter_num']}")
+    sd = ck["model"]
+    C, L, V, T = 32, 4, 65, 32
+    names = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (T, C), "lm_head.weight": (V, C),
+             "transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,)}
+    for l in range(L):
+        p = f"transformer.h.{l}."
+        names.update({p + "ln_1.weight": (C,), p + "ln_1.bias": (C,), p + "ln_2.weight": (C,), p + "ln_2.bias": (C,),
+                      p + "attn.c_attn.weight": (3 * C, C), p + "attn.c_attn.bias": (3 * C,),
+                      p + "attn.c_proj.weight": (C, C), p + "attn.c_proj.bias": (C,),
+                      p + "mlp.c_fc.weight": (4 * C, C), p + "mlp.c_fc.bias": (4 * C,),
+                      p + "mlp.c_proj.weight": (C, 4 * C), p + "mlp.c_proj.bias": (C,)})
+    check(set(sd) == set(names), f"state dict names differ: {set(sd) ^ set(names)}")
+    for n, shape in names.items():
+        check(n in sd and tuple(sd[n].shape) == shape, f"{n} shape")
+    check(set(ck["optimizer"]["state"]) == set(names) - {"lm_head.weight"}, "optimizer state names")
+    check(all(tuple(s["exp_avg"].shape) == names[n] for n, s in ck["optimizer"]["state"].items()),
+          "optimizer moments in dense layout")
+
+    def dense_loss(x, y):  # nanoGPT's GPT forward, from the dense state dict
+        h = sd["transformer.wte.weight"][x] + sd["transformer.wpe.weight"][: x.shape[1]]
+        for l in range(L):
+            p = f"transformer.h.{l}."
+            u = F.layer_norm(h, (C,), sd[p + "ln_1.weight"], sd[p + "ln_1.bias"])
+            q, k, v = F.linear(u, sd[p + "attn.c_attn.weight"], sd[p + "attn.c_attn.bias"]).split(C, 2)
+            B, Tn = x.shape
+            q, k, v = (t.view(B, Tn, 4, C // 4).transpose(1, 2) for t in (q, k, v))
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(C // 4)
+            att = att.masked_fill(torch.ones(Tn, Tn, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+            yv = (att @ v).transpose(1, 2).reshape(B, Tn, C)
+            h = h + F.linear(yv, sd[p + "attn.c_proj.weight"], sd[p + "attn.c_proj.bias"])
+            u = F.layer_norm(h, (C,), sd[p + "ln_2.weight"], sd[p + "ln_2.bias"])
+            h = h + F.linear(F.gelu(F.linear(u, sd[p + "mlp.c_fc.weight"], sd[p + "mlp.c_fc.bias"])),
+                             sd[p + "mlp.c_proj.weight"], sd[p + "mlp.c_proj.bias"])
+        h = F.layer_norm(h, (C,), sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"])
+        logits = h @ sd["lm_head.weight"].t()
+        return F.cross_entropy(logits.reshape(-1, V).double(), y.reshape(-1), reduction="sum")
+
+    import numpy as np
+    tokens = torch.from_numpy(np.fromfile(os.path.join(WORK, "data/shakespeare_char/val.bin"), dtype=np.uint16)
+                              .astype(np.int64))
+    windows = 10
+    with torch.no_grad():
+        x = tokens[: windows * T].view(windows, T)
+        y = tokens[1: windows * T + 1].view(windows, T)
+        ref = (dense_loss(x, y) / (windows * T)).item()
+    for tp in ["4", "2", "1"]:
+        p = run("eval", "--out_dir=tp4", "--tokens=data/shakespeare_char/val.bin", f"--max_windows={windows}",
+                "--batch_size=3", f"--tp_size={tp}")
+        last = p.stdout.strip().splitlines()[-1]
+        check(last.startswith("loss "), f"eval last line {last!r}")
+        value = last.split()[1]
+        check(len(value.replace(".", "").lstrip("0")) >= 9, f"eval prints 9 significant digits: {value}")
+        # float32 model vs a float32 reference in another library: 1e-5 relative
+        check(abs(float(value) - ref) <= 1e-5 * ref, f"eval at tp_size {tp}: {value} vs Python reference {ref}")
+
+    # the checkpoint is replaced atomically: the temporary file never stays behind
+    check(sorted(os.listdir(os.path.join(WORK, "tp4"))) == ["ckpt.pt", "metrics.jsonl"], "out_dir contents")
+    # a truncated checkpoint is a clear error
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    error_case(["eval", "--out_dir=tp4", "--tokens=data/shakespeare_char/val.bin"], "tp4/ckpt.pt")
+
+
+def suite_inference():
+    prepare()
+    run("train", *TINY, "--model_type=distributed_gpt", "--tp_size=2", "--block_types=['spd','parallel','parallel','tp']",
+        "--max_iters=10", "--eval_interval=5", "--out_dir=mixed")
+    p = run("sample", "--out_dir=mixed", "--device=cpu", "--num_samples=3", "--max_new_tokens=40", "--start=ROMEO:")
+    parts = p.stdout.split("\n---------------\n")
+    check(len(parts) == 4 and parts[-1] == "", f"3 samples: {p.stdout!r}")
+    check(all(s.startswith("ROMEO:") and len(s) == len("ROMEO:") + 40 for s in parts[:3]), f"samples {parts}")
+    check("forward all-reduces" in p.stderr, "sample reports its all-reduces")
+    again = run("sample", "--out_dir=mixed", "--device=cpu", "--num_samples=3", "--max_new_tokens=40", "--start=ROMEO:")
+    check(again.stdout == p.stdout, "sampling with the same seed is reproducible")
+    prompt = os.path.join(WORK, "prompt.txt")
+    open(prompt, "w").write("KING:\n")
+    p = run("sample", "--out_dir=mixed", "--device=cpu", "--num_samples=1", "--max_new_tokens=5", f"--start=FILE:{prompt}",
+            "--temperature=0")
+    check(p.stdout.startswith("KING:\n"), f"FILE: start {p.stdout!r}")
+    error_case(["sample", "--out_dir=mixed", "--device=cpu", "--tp_size=1"], "tp_size=2")
+    error_case(["sample", "--out_dir=mixed", "--device=cpu", "--start=\u00e9"], "vocabulary")
+
+    p = run("comms", "--model_type=distributed_gpt", "--n_layer=6", "--tp_size=2", "--batch_size=4", "--block_size=32",
+            "--n_embd=32", "--n_head=4", "--gradient_accumulation_steps=3",
+            "--block_types=['tp','spd','parallel','parallel','spd','parallel']", "--json", "--dataset=shakespeare_char")
+    plan = json.loads(p.stdout)
+    check(plan["forward_allreduce"] == 2 + 1 + 1 + 1 + 1 and plan["backward_allreduce"] == 6, f"plan {plan}")
+    check(plan["collectives_per_step"] == 3 * 12 + 2, f"collectives {plan['collectives_per_step']}")
+    check(plan["bytes_per_step"] == 3 * 12 * 4 * 32 * 32 * 4 + (2 * 32 * 2 + 3 * 2 * 32) * 4 + 8,
+          f"bytes {plan['bytes_per_step']}")
+    p = run("comms", "--model_type=distributed_gpt", "--n_layer=6", "--tp_size=2", "--dataset=shakespeare_char")
+    check("total per optimizer step" in p.stdout and p.stdout.count("\n") >= 6 + 4, p.stdout)
+    # measured counts of a run equal the plan
+    run("train", *TINY, "--model_type=distributed_gpt", "--tp_size=4", "--block_types=['parallel','spd','tp','parallel']",
+        "--max_iters=2", "--eval_interval=100", "--gradient_accumulation_steps=2", "--out_dir=counted")
+    for e in metrics("counted", "train"):
+        check(e["forward_allreduce"] == 2 * 5 and e["backward_allreduce"] == 2 * 5 and
+              e["replicated_grad_sync"] == 1 and e["grad_norm_allreduce"] == 1, f"measured counts {e}")
+
+
+if __name__ == "__main__":
+    try:
+        globals()["suite_" + SUITE]()
+    except AssertionError as e:
+        FAILURES.append(str(e))
+        print("FAIL:", e)
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    print(f"{SUITE}: {CHECKS[0]} checks, {len(FAILURES)} failed")
+    sys.exit(1 if FAILURES else 0)
