@@ -104,7 +104,7 @@ torch::Tensor ref_loss(const Weights& w, const ModelArgs& a, const Batch& batch)
       int64_t e = l;
       while (e < L && a.block_types[size_t(e)] == "parallel") ++e;
       const auto x0 = x;
-      std::vector<torch::Tensor> xs(size_t(N), x0), before(size_t(N)), last_z(size_t(N));
+      std::vector<torch::Tensor> xs(static_cast<size_t>(N), x0), before(static_cast<size_t>(N)), last_z(static_cast<size_t>(N));
       for (int64_t k = l; k < e; ++k) {
         const std::string pk = prefix(k);
         for (int64_t i = 0; i < N; ++i) {

@@ -146,9 +146,9 @@ TEST_CASE("ShardLocalGrads routes shard-region gradients of replicated params th
     // Analytic: th_i = tanh(x W_i + p)
     //   dL/dp = sum_{i,b,t} G q (1 - th_i^2) + sum_{b,t} G,   dL/dq = sum_{i,b,t} G th_i.
     auto th = torch::tanh(x.unsqueeze(0) * W + p.detach());
-    auto outside_p = G.sum({0, 1});
-    auto want_p = (G.unsqueeze(0) * q.detach() * (1 - th * th)).sum({0, 1, 2}) + outside_p;
-    auto want_q = (G.unsqueeze(0) * th).sum({0, 1, 2});
+    auto outside_p = G.sum(std::vector<int64_t>{0, 1});
+    auto want_p = (G.unsqueeze(0) * q.detach() * (1 - th * th)).sum(std::vector<int64_t>{0, 1, 2}) + outside_p;
+    auto want_q = (G.unsqueeze(0) * th).sum(std::vector<int64_t>{0, 1, 2});
 
     // Before the sync only the outside use has reached .grad.
     REQUIRE(p.grad().defined());

@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <iomanip>
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -133,10 +135,11 @@ struct Comparison {
   std::vector<std::string> problems;  // missing, extra, undefined or misshapen tensors
   int64_t compared = 0;
   std::string describe() const {
-    std::string s = "worst rel diff " + std::to_string(worst) + " at '" + worst_name + "' over " +
-                    std::to_string(compared) + " tensors";
-    for (auto& p : problems) s += "; " + p;
-    return s;
+    std::ostringstream s;
+    s << "worst rel diff " << std::scientific << std::setprecision(3) << worst << " at '" << worst_name
+      << "' over " << compared << " tensors";
+    for (auto& p : problems) s << "; " << p;
+    return s.str();
   }
 };
 
