@@ -55,6 +55,9 @@ class TensorParallelGroup {
 
   // Sums `t` in place over the group's processes, and tallies it under `kind`.
   virtual void all_reduce_sum_(torch::Tensor& t, CommKind kind) = 0;
+  // All N shards from this process's L: [L, ...] -> [N, ...]. Every process of the group must
+  // call it (checkpointing); not tallied, as it is no part of a training step.
+  virtual torch::Tensor gather_shards(const torch::Tensor& local) = 0;
 
   CommTally& tally() { return tally_; }
   const CommTally& tally() const { return tally_; }
@@ -70,6 +73,7 @@ class SimulatedGroup : public TensorParallelGroup {
  public:
   explicit SimulatedGroup(int64_t tp_size) : TensorParallelGroup(tp_size, 1, 0) {}
   void all_reduce_sum_(torch::Tensor& t, CommKind kind) override;
+  torch::Tensor gather_shards(const torch::Tensor& local) override { return local; }
 };
 
 // f — copy to shards. Forward: the replicated [B,T,C] tensor becomes the shard-region tensor

@@ -43,23 +43,6 @@ void mark_device_set(Cfg& cfg, const std::string&, std::ostream&) {
   cfg.device_was_set = true;
 }
 
-// nanoGPT configs say backend = 'nccl' for DDP; that intent maps onto this build's simulation.
-void normalize_backend(TrainConfig& cfg, const std::string& origin, std::ostream& notices) {
-  if (cfg.backend == "sim") return;
-  if (cfg.backend == "nccl" || cfg.backend == "gloo") {
-    notices << fmt::format(
-        "notice: backend = '{}' is a torch.distributed backend; this build runs tensor "
-        "parallelism in simulation (backend='sim')\n",
-        cfg.backend);
-    cfg.backend = "sim";
-    return;
-  }
-  throw UserError(fmt::format(
-      "config key 'backend' ({}): allowed values are 'sim', 'nccl' and 'gloo' ('nccl' and "
-      "'gloo' mean 'sim' in this build), got {}",
-      origin, PyValue{cfg.backend}.repr()));
-}
-
 template <class Cfg>
 const std::vector<Key<Cfg>>& schema();
 
@@ -107,8 +90,9 @@ const std::vector<Key<TrainConfig>>& schema<TrainConfig>() {
       {"lr_decay_iters", &C::lr_decay_iters, "step at which the cosine decay reaches min_lr"},
       {"min_lr", &C::min_lr, "final learning rate"},
       // system
-      {"backend", &C::backend, "'sim' ('nccl' and 'gloo' are accepted and mean 'sim')", false,
-       &normalize_backend},
+      {"backend", &C::backend, "'sim' (one process), 'gloo' (processes, CPU) or 'nccl' (processes, GPUs)"},
+      {"tp_procs", &C::tp_procs, "processes per tensor-parallel group; 0 = gcd(world size, tp_size)"},
+      {"comm_timeout", &C::comm_timeout, "seconds a collective or the rendezvous may wait before failing"},
       {"device", &C::device, "'cpu', 'cuda', 'cuda:1', ...", false, &mark_device_set<C>},
       {"dtype", &C::dtype, "'float32', 'bfloat16', 'float16' or 'float64'"},
       {"seed", &C::seed, "random seed"},
@@ -613,8 +597,12 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
     throw UserError(fmt::format("dtype must be 'float32', 'bfloat16', 'float16' or 'float64', got {}",
                                 str_repr(cfg.dtype)));
   }
-  if (cfg.backend != "sim") {
-    throw UserError(fmt::format("backend must be 'sim', got {}", str_repr(cfg.backend)));
+  if (!one_of(cfg.backend, {"sim", "gloo", "nccl"})) {
+    throw UserError(fmt::format("backend must be 'sim', 'gloo' or 'nccl', got {}", str_repr(cfg.backend)));
+  }
+  if (cfg.tp_procs < 0) throw UserError(fmt::format("tp_procs must be >= 0, got {}", cfg.tp_procs));
+  if (!(cfg.comm_timeout > 0)) {
+    throw UserError(fmt::format("comm_timeout must be positive, got {}", float_repr(cfg.comm_timeout)));
   }
 
   // Written as !(in range) so that NaN fails too.

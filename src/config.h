@@ -48,7 +48,9 @@ struct TrainConfig {
   int64_t lr_decay_iters = 600000;
   double min_lr = 6e-5;
   // system
-  std::string backend = "sim";  // 'sim' (torch.distributed names 'nccl'/'gloo' are noted, see config.cpp)
+  std::string backend = "sim";  // 'sim' (one process) | 'gloo' (processes, CPU) | 'nccl' (processes, GPUs)
+  int64_t tp_procs = 0;         // W, processes per tensor-parallel group; 0: gcd(world size, tp_size)
+  double comm_timeout = 300.0;  // seconds any collective or the rendezvous may wait
   std::string device = "cuda";
   std::string dtype = "bfloat16";  // 'float32' | 'bfloat16' | 'float16' | 'float64'
   int64_t seed = 1337;

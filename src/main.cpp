@@ -8,8 +8,11 @@
 #include "block.h"
 #include "comms_command.h"
 #include "config.h"
+#include "distributed.h"
 #include "generate.h"
+#include "launch.h"
 #include "prepare.h"
+#include "prepare_gpt2.h"
 #include "train.h"
 
 using namespace dgpt;
@@ -49,11 +52,20 @@ int run(int argc, char** argv) {
   CLI::App app{"dgpt: tensor-parallel communication strategies for GPT training, simulated or real"};
   app.require_subcommand(1);
 
-  std::string dataset, input, out_dir;
+  std::string dataset, out_dir;
+  std::vector<std::string> inputs;
+  OpenWebTextOptions owt;
   auto* prepare = app.add_subcommand("prepare", "Write train.bin, val.bin and meta.json for a dataset");
-  prepare->add_option("dataset", dataset, "Dataset name: shakespeare_char")->required();
-  prepare->add_option("--input", input, "The raw text (default: DIR/input.txt, else downloaded)");
+  prepare->add_option("dataset", dataset, "Dataset name: shakespeare_char, shakespeare (GPT-2 BPE), openwebtext")
+      ->required();
+  prepare->add_option("--input", inputs,
+                      "The raw text (default: DIR/input.txt, else downloaded); for openwebtext: .jsonl files "
+                      "(a \"text\" field per line), .txt files (one document each) or folders of them");
   prepare->add_option("--out", out_dir, "Output folder (default: data/<dataset>)");
+  prepare->add_option("--val_fraction", owt.val_fraction, "openwebtext: fraction of documents in val.bin")
+      ->capture_default_str();
+  prepare->add_option("--seed", owt.seed, "openwebtext: seed of the train/val split")->capture_default_str();
+  prepare->add_option("--threads", owt.threads, "openwebtext: tokenizer threads (default: every core)");
 
   std::vector<std::string> config_files;
   auto* train_cmd = app.add_subcommand("train", "Train a GPT or DistributedGPT (nanoGPT's train.py)");
@@ -82,6 +94,15 @@ int run(int argc, char** argv) {
   comms_cmd->add_flag("--json", as_json, "One JSON object instead of the table");
   comms_cmd->footer("Overrides: --key=value, as for train.");
 
+  LaunchOptions launch_opt;
+  std::vector<std::string> launch_args;
+  auto* launch_cmd = app.add_subcommand("launch", "Run N ranks of a dgpt command on this machine (like torchrun)");
+  launch_cmd->add_option("--nproc", launch_opt.nproc, "Number of processes (ranks)")->required();
+  launch_cmd->add_option("--master_port", launch_opt.master_port, "Rendezvous port (default: a free one)");
+  launch_cmd->add_option("command", launch_args, "The dgpt command after --, e.g. -- train CONFIG.py --backend=gloo")
+      ->required();
+  launch_cmd->footer("Example: dgpt launch --nproc 4 -- train configs/train_shakespeare_char_cpu.py --backend=gloo");
+
   SplitArgs args = split_overrides(argc, argv);
   std::vector<const char*> cli_argv;
   for (auto& a : args.cli) cli_argv.push_back(a.c_str());
@@ -95,19 +116,33 @@ int run(int argc, char** argv) {
   }
 
   if (prepare->parsed()) {
-    if (dataset != "shakespeare_char")
-      throw UserError("unknown dataset '" + dataset + "' (known: shakespeare_char)");
-    prepare_shakespeare_char(input, out_dir.empty() ? "data/" + dataset : out_dir, std::cout);
+    if (dataset != "shakespeare_char" && dataset != "shakespeare" && dataset != "openwebtext")
+      throw UserError("unknown dataset '" + dataset + "' (known: shakespeare_char, shakespeare, openwebtext)");
+    const std::string dir = out_dir.empty() ? "data/" + dataset : out_dir;
+    if (dataset == "openwebtext") {
+      owt.inputs = inputs;
+      owt.out_dir = dir;
+      prepare_openwebtext(owt, std::cout);
+    } else {
+      if (inputs.size() > 1) throw UserError("prepare " + dataset + " takes one --input file");
+      const std::string input = inputs.empty() ? "" : inputs[0];
+      if (dataset == "shakespeare")
+        prepare_shakespeare_gpt2(input, dir, std::cout);
+      else
+        prepare_shakespeare_char(input, dir, std::cout);
+    }
   } else if (train_cmd->parsed()) {
     TrainConfig cfg = load_train_config(config_files, args.overrides, std::cout);
     validate(cfg, known_block_types());
-    print_effective_config(config_items(cfg));
+    if (read_launch_env().rank == 0) print_effective_config(config_items(cfg));
     train(cfg, std::cout, std::cout);
   } else if (sample_cmd->parsed()) {
     SampleConfig cfg = load_sample_config(config_files, args.overrides, std::cerr);
     sample(cfg, std::cout, std::cerr);
   } else if (eval_cmd->parsed()) {
     evaluate_tokens(eval_opt, std::cout, std::cerr);
+  } else if (launch_cmd->parsed()) {
+    return launch(launch_opt, launch_args);
   } else if (comms_cmd->parsed()) {
     std::ostream& notices = as_json ? std::cerr : std::cout;
     TrainConfig cfg = load_train_config(config_files, args.overrides, notices);

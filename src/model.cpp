@@ -177,12 +177,12 @@ void GPTImpl::sync_shard_local_grads() { shard_local_grads_.sync(*group_); }
 void GPTImpl::discard_shard_local_grads() { shard_local_grads_.reset(); }
 
 DenseState GPTImpl::dense_state() {
-  TORCH_CHECK(group_->local_shards() == group_->tp_size(),
-              "dense_state needs every shard in this process");
   torch::NoGradGuard no_grad;
   DenseState dense;
-  for (auto& slot : param_slots())
-    dense[slot.dense_name] = dense_from_shards(slot.param.detach(), slot.layout);
+  for (auto& slot : param_slots()) {
+    auto local = slot.param.detach();
+    dense[slot.dense_name] = slot.sharded() ? dense_from_shards(group_->gather_shards(local), slot.layout) : local.clone();
+  }
   dense["lm_head.weight"] = dense["transformer.wte.weight"];
   return dense;
 }

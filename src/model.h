@@ -36,7 +36,8 @@ class GPTImpl : public torch::nn::Module {
   void sync_shard_local_grads();
   void discard_shard_local_grads();
 
-  // Weights in nanoGPT's dense layout, including the lm_head.weight alias of the tied wte.
+  // Weights in nanoGPT's dense layout, including the lm_head.weight alias of the tied wte. In a
+  // real run every process of the tensor-parallel group must call it (the shards are gathered).
   DenseState dense_state();
   // Loads dense weights into this process's shards. Throws UserError naming a missing, unexpected
   // or misshapen tensor.

@@ -34,12 +34,14 @@ void AdamW::zero_grad() {
   for (auto& s : slots_) s.param.mutable_grad() = torch::Tensor();
 }
 
-std::map<std::string, AdamMoments> AdamW::dense_state() const {
+std::map<std::string, AdamMoments> AdamW::dense_state(TensorParallelGroup& group) const {
   std::map<std::string, AdamMoments> dense;
   for (size_t i = 0; i < slots_.size(); ++i) {
     const auto& s = slots_[i];
-    dense[s.dense_name] = {dense_from_shards(state_[i].exp_avg, s.layout),
-                           dense_from_shards(state_[i].exp_avg_sq, s.layout), state_[i].step};
+    auto to_dense = [&](const torch::Tensor& t) {
+      return s.sharded() ? dense_from_shards(group.gather_shards(t), s.layout) : t.clone();
+    };
+    dense[s.dense_name] = {to_dense(state_[i].exp_avg), to_dense(state_[i].exp_avg_sq), state_[i].step};
   }
   return dense;
 }

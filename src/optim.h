@@ -24,8 +24,8 @@ class AdamW {
   void step(double lr);
   void zero_grad();
 
-  // Moments in dense layout, keyed by dense name (needs every shard in this process).
-  std::map<std::string, AdamMoments> dense_state() const;
+  // Moments in dense layout, keyed by dense name; every process of `group` must call it.
+  std::map<std::string, AdamMoments> dense_state(TensorParallelGroup& group) const;
   // Loads dense-layout moments into this process's shards.
   void load_dense_state(const std::map<std::string, AdamMoments>& dense, int64_t tp_size, int64_t first_shard,
                         int64_t local_shards);

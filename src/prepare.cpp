@@ -53,9 +53,7 @@ void write_token_file(const std::string& path, const std::vector<int64_t>& ids) 
   write_file_atomically(path, bytes);
 }
 
-void prepare_shakespeare_char(const std::string& input, const std::string& out_dir, std::ostream& log) {
-  make_dirs(out_dir);
-
+std::string tinyshakespeare_source(const std::string& input, const std::string& out_dir, std::ostream& log) {
   std::string source = input;
   if (source.empty()) {
     source = out_dir + "/input.txt";
@@ -64,7 +62,15 @@ void prepare_shakespeare_char(const std::string& input, const std::string& out_d
                       "or put it at " + source + " (it is " + kTinyShakespeareUrl + ")");
   }
   if (!readable(source)) throw UserError("cannot read input " + source);
+  return source;
+}
 
+std::string read_text_file(const std::string& path) { return read_file(path); }
+
+void prepare_shakespeare_char(const std::string& input, const std::string& out_dir, std::ostream& log) {
+  make_dirs(out_dir);
+
+  const std::string source = tinyshakespeare_source(input, out_dir, log);
   const std::string text = read_file(source);
   const auto chars = utf8_decode(text);
   if (chars.size() < 2) throw UserError("input " + source + " is too short");

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "bpe.h"
 #include "files.h"
 #include "pyliteral.h"
 
@@ -125,17 +126,32 @@ std::string CharTokenizer::decode(const std::vector<int64_t>& ids) const {
   return out;
 }
 
+namespace {
+bool is_gpt2_meta(const std::string& meta_path) {
+  std::ifstream in(meta_path);
+  const auto meta = nlohmann::json::parse(in, nullptr, false);
+  return meta.is_object() && meta.contains("tokenizer") && meta["tokenizer"] == "gpt2";
+}
+}  // namespace
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& data_dir) {
   const std::string meta = data_dir + "/meta.json";
-  if (::access(meta.c_str(), R_OK) != 0)
+  if (::access(meta.c_str(), R_OK) != 0) {
+    // nanoGPT's GPT-2 datasets (openwebtext, shakespeare) have no meta file: GPT-2 BPE.
+    if (!try_find_gpt2_dir().empty()) return Gpt2Bpe::load();
     throw UserError("no vocabulary at " + meta +
-                    " (run `dgpt prepare <dataset>`; GPT-2 BPE datasets are not supported yet)");
+                    " (run `dgpt prepare <dataset>`), and no GPT-2 tokenizer files for a dataset without one "
+                    "(encoder.json and vocab.bpe in data/gpt2/ or $DGPT_GPT2_DIR; ./setup.sh fetches them)");
+  }
+  // meta.json {"tokenizer": "gpt2", ...} (dgpt prepare shakespeare / openwebtext): GPT-2 BPE.
+  if (is_gpt2_meta(meta)) return Gpt2Bpe::load();
   return std::make_unique<CharTokenizer>(CharTokenizer::from_meta_json(meta));
 }
 
 int64_t dataset_vocab_size(const std::string& data_dir) {
   const std::string meta = data_dir + "/meta.json";
   if (::access(meta.c_str(), R_OK) != 0) return 50304;
+  if (is_gpt2_meta(meta)) return Gpt2Bpe::kVocabSize;  // training does not need the tokenizer files
   return load_tokenizer(data_dir)->vocab_size();
 }
 

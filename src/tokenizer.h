@@ -31,7 +31,9 @@ class CharTokenizer : public Tokenizer {
   std::vector<char32_t> symbols_;  // id -> code point, ascending
 };
 
-// The tokenizer of a dataset folder: its meta.json. Throws UserError saying what is missing.
+// The tokenizer of a dataset folder: its meta.json; GPT-2 BPE (src/bpe.h) when meta.json says
+// "tokenizer": "gpt2", or when there is no meta.json but the GPT-2 files are found (data/gpt2/,
+// $DGPT_GPT2_DIR). Throws UserError saying what is missing.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& data_dir);
 // The vocabulary size for a new model: meta.json's, else GPT-2's padded 50304 (as nanoGPT).
 int64_t dataset_vocab_size(const std::string& data_dir);

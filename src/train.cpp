@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "comm_plan.h"
 #include "data.h"
+#include "distributed.h"
 #include "files.h"
 #include "model.h"
 #include "optim.h"
@@ -91,6 +92,31 @@ ModelArgs resumed_model_args(const Checkpoint& ckpt, const TrainConfig& cfg, std
   return a;
 }
 
+// Sums every gradient over the data-parallel replicas in one coalesced all-reduce. Each replica's
+// loss is already divided by the global number of micro-steps, so the sum is the average.
+void all_reduce_data_parallel_grads(const std::vector<ParamSlot>& slots, Collectives& dp, TensorParallelGroup& group) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> parts;
+  for (auto& s : slots) {
+    if (!s.param.grad().defined()) s.param.mutable_grad() = torch::zeros_like(s.param);
+    parts.push_back(s.param.grad().reshape(-1));
+  }
+  auto flat = torch::cat(parts);
+  const auto t0 = Clock::now();
+  dp.all_reduce_sum_(flat, comm_kind_name(CommKind::DataParallelGrad));
+  group.tally().record(CommKind::DataParallelGrad, flat.numel() * flat.element_size(), seconds_since(t0));
+  int64_t offset = 0;
+  for (auto& s : slots) {
+    s.param.mutable_grad().copy_(flat.narrow(0, offset, s.param.numel()).view_as(s.param));
+    offset += s.param.numel();
+  }
+}
+
+// Discards what non-main ranks would print.
+struct NullBuffer : std::streambuf {
+  int overflow(int c) override { return c; }
+};
+
 }  // namespace
 
 double learning_rate_at(const TrainConfig& cfg, int64_t it) {
@@ -102,7 +128,12 @@ double learning_rate_at(const TrainConfig& cfg, int64_t it) {
   return cfg.min_lr + coeff * (cfg.learning_rate - cfg.min_lr);
 }
 
-void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices) {
+void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_notices) {
+  const ProcessMesh mesh = make_process_mesh(cfg, read_launch_env(), main_notices);
+  NullBuffer null_buffer;
+  std::ostream null_stream(&null_buffer);
+  std::ostream& out = mesh.is_main() ? main_out : null_stream;  // rank 0 logs, evaluates aloud and saves
+  std::ostream& notices = mesh.is_main() ? main_notices : null_stream;
   const torch::Device device = resolve_device(cfg.device, cfg.device_was_set, notices);
   const torch::Dtype dtype = resolve_dtype(cfg.dtype, device, notices);
   const std::string data_dir = cfg.resolved_data_dir();
@@ -120,7 +151,11 @@ void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices) {
   } else {
     args = model_args_from(cfg, dataset_vocab_size(data_dir));
   }
-  auto group = make_tp_group(args);
+  std::shared_ptr<TensorParallelGroup> group;
+  if (cfg.backend == "sim")
+    group = make_tp_group(args);
+  else
+    group = std::make_shared<ProcessTensorParallelGroup>(args.tp_size, mesh.tp);
   GPT model(args, group);
   model->load_dense_state(cfg.init_from == "resume" ? resumed.model : init_dense_weights(args, cfg.seed));
   model->to(device, dtype);
@@ -141,6 +176,9 @@ void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices) {
   }
 
   const int64_t tokens_per_iter = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size;
+  // Data parallelism splits each optimizer step's micro-batches, the same set whatever dp is.
+  const int64_t local_micro_steps = cfg.gradient_accumulation_steps / mesh.dp;
+  const int64_t first_micro = mesh.dp_rank * local_micro_steps;
   const auto plan = plan_communications(args, cfg.batch_size, cfg.gradient_accumulation_steps, cfg.grad_clip,
                                         c10::elementSize(dtype), c10::elementSize(dtype));
   out << "tokens per iteration will be: " << tokens_per_iter << "\n";
@@ -177,17 +215,17 @@ void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices) {
       if (val_loss < best_val_loss || cfg.always_save_checkpoint) {
         best_val_loss = val_loss;
         if (iter_num > 0) {
-          Checkpoint ckpt;
+          Checkpoint ckpt;  // every rank gathers its TP group's shards; rank 0 writes
           ckpt.model_args = args;
           ckpt.model = model->dense_state();
-          ckpt.optimizer = optimizer.dense_state();
+          ckpt.optimizer = optimizer.dense_state(*group);
           ckpt.iter_num = iter_num;
           ckpt.best_val_loss = best_val_loss;
           ckpt.config = config_items(cfg);
           ckpt.seed = cfg.seed;
           ckpt.rng_state = at::detail::getDefaultCPUGenerator().get_state();
           out << "saving checkpoint to " << cfg.out_dir << "\n";
-          save_checkpoint(ckpt, ckpt_path);
+          if (mesh.is_main()) save_checkpoint(ckpt, ckpt_path);
         }
       }
       t0 = Clock::now();  // evaluation time is not iteration time
@@ -196,7 +234,7 @@ void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices) {
 
     const CommTally before = group->tally();
     torch::Tensor loss_sum;
-    for (int64_t micro = 0; micro < cfg.gradient_accumulation_steps; ++micro) {
+    for (int64_t micro = first_micro; micro < first_micro + local_micro_steps; ++micro) {
       const uint64_t s = uint64_t(cfg.seed), it = uint64_t(iter_num), k = uint64_t(micro);
       torch::manual_seed(mix_seed({s, kDropout, it, k}));
       auto batch = sample_batch(*data.train, cfg.batch_size, cfg.block_size, mix_seed({s, kTrainBatch, it, k}), device);
@@ -205,6 +243,11 @@ void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices) {
       loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
     }
     model->sync_shard_local_grads();
+    if (mesh.dp > 1) {
+      all_reduce_data_parallel_grads(optimizer.slots(), *mesh.dp_group, *group);
+      loss_sum = loss_sum.reshape({1});
+      mesh.dp_group->all_reduce_sum_(loss_sum, "loss for the log line");  // not a training collective
+    }
     if (cfg.grad_clip > 0) clip_grad_norm(optimizer.slots(), *group, cfg.grad_clip);
     optimizer.step(lr);
     optimizer.zero_grad();
@@ -218,14 +261,22 @@ void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices) {
       const double tokens_per_s = double(tokens_per_iter) / dt;
       const int64_t fwd = step.count_of(CommKind::ForwardAllReduce), bwd = step.count_of(CommKind::BackwardAllReduce);
       clear_progress();
+      const std::string comm_time =
+          cfg.backend == "sim" ? "" : fmt::format(" in {:.2f}ms", step.total_seconds() * 1e3);
       out << fmt::format("iter {}: loss {:.4f}, lr {:.3e}, time {:.2f}ms, {:.0f} tok/s, comms {} fwd + {} bwd + {} other "
-                         "collectives, {}/step\n",
+                         "collectives, {}/step{}\n",
                          iter_num, loss, lr, dt * 1e3, tokens_per_s, fwd, bwd, step.total_count() - fwd - bwd,
-                         human_bytes(double(step.total_bytes())));
+                         human_bytes(double(step.total_bytes())), comm_time);
       nlohmann::json event{{"event", "train"}, {"iter", iter_num}, {"loss", loss}, {"lr", lr}, {"ms", dt * 1e3},
                            {"tokens_per_s", tokens_per_s}, {"collectives", step.total_count()},
                            {"comm_bytes", step.total_bytes()}};
-      for (int k = 0; k < kCommKinds; ++k) event[comm_kind_name(CommKind(k))] = step.count[size_t(k)];
+      event["comm_ms"] = step.total_seconds() * 1e3;
+      for (int k = 0; k < kCommKinds; ++k) {
+        const std::string kind = comm_kind_name(CommKind(k));
+        event[kind] = step.count[size_t(k)];
+        event[kind + "_bytes"] = step.bytes[size_t(k)];
+        event[kind + "_ms"] = step.seconds[size_t(k)] * 1e3;
+      }
       emit(event);
     }
     iter_num += 1;

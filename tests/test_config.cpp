@@ -470,17 +470,23 @@ TEST_CASE("files apply in order, then overrides", "[config]") {
   CHECK(load_train({first}, {}).device_was_set == false);
 }
 
-TEST_CASE("backend: 'sim', and torch.distributed names noted as simulation", "[config]") {
+TEST_CASE("backend, tp_procs and comm_timeout", "[config]") {
   CHECK(train_with({"--backend=sim"}).backend == "sim");
-  std::string notices;
-  dgpt::TrainConfig cfg = train_from_text("backend = 'nccl' # 'nccl', 'gloo', etc.\n", &notices);
-  CHECK(cfg.backend == "sim");
-  CHECK_THAT(notices, Contains("'nccl'") && Contains("simulation") && Contains("backend='sim'"));
-  CHECK(std::count(notices.begin(), notices.end(), '\n') == 1);
-  CHECK(load_train({}, {"--backend=gloo"}, &notices).backend == "sim");
-  std::string message = error_of([] { train_with({"--backend=mpi"}); });
+  dgpt::TrainConfig cfg = train_from_text("backend = 'gloo' # 'sim', 'gloo' or 'nccl'\ntp_procs = 2\ncomm_timeout = 30\n");
+  CHECK(cfg.backend == "gloo");
+  CHECK(cfg.tp_procs == 2);
+  CHECK(cfg.comm_timeout == 30.0);
+  CHECK(train_with({"--backend=nccl"}).backend == "nccl");
+  CHECK(train_with({}).tp_procs == 0);
+  CHECK(train_with({}).comm_timeout == 300.0);
+  cfg = train_with({"--backend=mpi"});
+  std::string message = error_of([&] { dgpt::validate(cfg, kKnownBlockTypes); });
   CHECK_THAT(message, Contains("backend") && Contains("'mpi'") && Contains("'sim'") && Contains("'nccl'") &&
                           Contains("'gloo'"));
+  cfg = train_with({"--comm_timeout=0"});
+  CHECK_THAT(error_of([&] { dgpt::validate(cfg, kKnownBlockTypes); }), Contains("comm_timeout"));
+  cfg = train_with({"--tp_procs=-1"});
+  CHECK_THAT(error_of([&] { dgpt::validate(cfg, kKnownBlockTypes); }), Contains("tp_procs"));
 }
 
 TEST_CASE("types are checked per key", "[config]") {

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Multi-process tests: the same model over Gloo computes what the simulation computes.
+
+usage: test_distributed.py DGPT_BINARY SUITE   (suites: equivalence, data_parallel, resume, faults)
+
+Every run is `dgpt launch --nproc N -- train ... --backend=gloo` (or a plain simulated run) on
+the real tinyshakespeare data; per-step losses come from metrics.jsonl, final weights from
+ckpt.pt through Python's torch.load.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+DGPT = os.path.abspath(sys.argv[1])
+SUITE = sys.argv[2]
+SHAKESPEARE = os.environ.get("DGPT_SHAKESPEARE", "")
+WORK = tempfile.mkdtemp(prefix=f"dgpt_dist_{SUITE}_")
+FAILURES = []
+CHECKS = [0]
+STEPS = 20  # optimizer steps compared (iterations 0..STEPS)
+
+# AdamW, grad clip and gradient accumulation, as the issue asks; float32 on the CPU.
+BASE = ["--device=cpu", "--dataset=shakespeare_char", "--n_layer=6", "--n_embd=48", "--block_size=32",
+        "--batch_size=4", "--gradient_accumulation_steps=2", "--grad_clip=0.5", "--learning_rate=3e-3",
+        "--warmup_iters=3", "--lr_decay_iters=20", "--min_lr=3e-4", "--eval_iters=2", "--log_interval=1",
+        f"--max_iters={STEPS}", f"--eval_interval={STEPS}", "--always_save_checkpoint=True",
+        "--model_type=distributed_gpt", "--bias=True", "--comm_timeout=60"]
+MIXED = "['parallel','tp','spd','parallel','parallel','parallel']"  # a lone run at the start, a long one at the end
+LOSS_RTOL = 1e-5    # float32, a different summation order only
+WEIGHT_TOL = 1e-4   # max |diff| / max |w| of the final dense weights after 20 AdamW steps
+
+
+def check(cond, what):
+    CHECKS[0] += 1
+    if not cond:
+        FAILURES.append(what)
+        print("FAIL:", what, flush=True)
+
+
+def dgpt(*args, expect=0, env=None, timeout=600):
+    p = subprocess.run([DGPT, *args], cwd=WORK, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, **(env or {})})
+    if expect is not None and p.returncode != expect:
+        raise AssertionError(f"dgpt {' '.join(args)}: exit {p.returncode}, expected {expect}\n"
+                             f"stdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}")
+    return p
+
+
+def train(out_dir, *extra, nproc=0):
+    """A simulated run (nproc 0) or a Gloo run of nproc processes."""
+    args = ["train", *BASE, *extra, f"--out_dir={out_dir}"]
+    if nproc:
+        return dgpt("launch", "--nproc", str(nproc), "--", *args, "--backend=gloo")
+    return dgpt(*args)
+
+
+def events(out_dir, kind="train"):
+    with open(os.path.join(WORK, out_dir, "metrics.jsonl")) as f:
+        return [e for e in map(json.loads, f) if e["event"] == kind]
+
+
+def losses(out_dir):
+    return {e["iter"]: e["loss"] for e in events(out_dir)}
+
+
+def same_losses(a, b, what):
+    la, lb = losses(a), losses(b)
+    check(sorted(la) == sorted(lb) and len(la) >= STEPS, f"{what}: iterations {sorted(la)} vs {sorted(lb)}")
+    worst = max((abs(la[i] - lb[i]) / abs(lb[i]) for i in la if i in lb), default=1.0)
+    check(worst <= LOSS_RTOL, f"{what}: per-step losses differ by {worst:.2e} relative (tolerance {LOSS_RTOL})")
+    return worst
+
+
+def same_weights(a, b, what):
+    import torch
+    wa = torch.load(os.path.join(WORK, a, "ckpt.pt"), map_location="cpu")["model"]
+    wb = torch.load(os.path.join(WORK, b, "ckpt.pt"), map_location="cpu")["model"]
+    check(set(wa) == set(wb), f"{what}: weight names differ")
+    worst = max(((wa[n] - wb[n]).abs().max() / wb[n].abs().max().clamp_min(1e-12)).item() for n in wb)
+    check(worst <= WEIGHT_TOL, f"{what}: final weights differ by {worst:.2e} relative (tolerance {WEIGHT_TOL})")
+
+
+def prepare():
+    if not os.path.exists(SHAKESPEARE):
+        print(f"skipped: no tinyshakespeare at {SHAKESPEARE!r}")
+        sys.exit(77)
+    dgpt("prepare", "shakespeare_char", "--input", SHAKESPEARE)
+
+
+def compare(name, sim_args, real_args, nproc):
+    train(f"{name}_sim", *sim_args)
+    train(f"{name}_real", *real_args, nproc=nproc)
+    worst = same_losses(f"{name}_real", f"{name}_sim", name)
+    same_weights(f"{name}_real", f"{name}_sim", name)
+    print(f"{name}: {nproc} processes match simulation (worst loss difference {worst:.1e})", flush=True)
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def suite_equivalence():
+    prepare()
+    layouts = [("tp2_W2", ["--tp_size=2", "--n_head=4"], 2),
+               ("tp4_W4", ["--tp_size=4", "--n_head=4"], 4),
+               ("tp3_W3", ["--tp_size=3", "--n_head=6"], 3),
+               ("tp4_W2", ["--tp_size=4", "--n_head=4", "--tp_procs=2"], 2)]  # hybrid: 2 shards per process
+    patterns = [("tp", "['tp']*6", "sum"), ("spd", "['spd']*6", "sum"), ("parallel_sum", "['parallel']*6", "sum"),
+                ("parallel_mean", "['parallel']*6", "mean"), ("mixed_sum", MIXED, "sum"), ("mixed_mean", MIXED, "mean")]
+    for lname, largs, nproc in layouts:
+        # every pattern on the two 2-process layouts, the mixed ones on all four
+        chosen = patterns if nproc == 2 else [p for p in patterns if p[0].startswith("mixed")]
+        for pname, types, merge in chosen:
+            args = [*largs, f"--block_types={types}", f"--parallel_merge={merge}"]
+            name = compare(f"{lname}_{pname}", args, args, nproc)
+            if pname == "mixed_sum":
+                measured_counts_equal_plan(f"{name}_real", args)
+
+
+def measured_counts_equal_plan(out_dir, args):
+    plan = json.loads(dgpt("comms", *BASE, *args, "--json").stdout)
+    for e in events(out_dir):
+        check(e["forward_allreduce"] == 2 * plan["forward_allreduce"]  # 2 micro-steps
+              and e["backward_allreduce"] == 2 * plan["backward_allreduce"]
+              and e["replicated_grad_sync"] == plan["replicated_grad_sync"]
+              and e["grad_norm_allreduce"] == plan["grad_norm_allreduce"]
+              and e["collectives"] == plan["collectives_per_step"]
+              and e["comm_bytes"] == plan["bytes_per_step"], f"{out_dir}: measured {e} vs plan {plan}")
+        check(e.get("comm_ms", 0) > 0, f"{out_dir}: no measured communication time in {e}")
+
+
+def suite_data_parallel():
+    prepare()
+    args = ["--tp_size=2", "--n_head=4", f"--block_types={MIXED}"]
+    # dp = 2 x W = 2: each replica takes one of the two micro-batches of every step
+    compare("dp2_W2", args, args, 4)
+    e = events("dp2_W2_real")[-1]
+    check(e["data_parallel_grad"] == 1 and e["forward_allreduce"] == 5, f"dp counts {e}")
+    # dp = 2 with the whole model in each process (W = 1): pure data parallelism
+    compare("dp2_W1", args, [*args, "--tp_procs=1"], 2)
+
+
+def suite_resume():
+    """A checkpoint from a W = 2 run resumes in simulation and at W = 4 with the same losses."""
+    prepare()
+    args = ["--tp_size=4", "--n_head=4", f"--block_types={MIXED}"]
+    half = ["--max_iters=10", "--eval_interval=10"]
+    train("full", *args)
+    train("w2", *args, *half, "--tp_procs=2", nproc=2)
+    for target, nproc in [("to_sim", 0), ("to_w4", 4)]:
+        shutil.copytree(os.path.join(WORK, "w2"), os.path.join(WORK, target))
+        train(target, *args, "--init_from=resume", "--eval_interval=10", nproc=nproc)
+        full, resumed = losses("full"), losses(target)
+        check(sorted(resumed) == list(range(STEPS + 1)), f"{target}: iterations {sorted(resumed)}")
+        worst = max(abs(resumed[i] - full[i]) / full[i] for i in full)
+        check(worst <= LOSS_RTOL, f"{target}: resumed losses differ by {worst:.2e}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def error_line(p):
+    return [l for l in (p.stdout + p.stderr).splitlines() if "error:" in l]
+
+
+def suite_faults():
+    prepare()
+    args = ["train", *BASE, "--tp_size=2", "--n_head=4", f"--block_types={MIXED}", "--backend=gloo",
+            "--comm_timeout=20", "--max_iters=100000", "--eval_interval=100000", "--out_dir=fault"]
+    # 1. a rank killed mid-run: the launcher stops the other and exits non-zero, naming the rank
+    launcher = subprocess.Popen([DGPT, "launch", "--nproc", "2", "--", *args], cwd=WORK, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.time() + 120
+    while "iter 3:" not in seen and time.time() < deadline:
+        seen += launcher.stdout.readline()
+    children = subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split()
+    check(len(children) == 2, f"two rank processes: {children}")
+    rank1 = None
+    for pid in children:
+        env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        if b"RANK=1" in env:
+            rank1 = int(pid)
+    t0 = time.time()
+    os.kill(rank1, signal.SIGKILL)
+    out, err = launcher.communicate(timeout=60)
+    elapsed = time.time() - t0
+    check(launcher.returncode != 0, "launcher exit code after a rank died")
+    check(elapsed < 20, f"the launcher took {elapsed:.1f}s (comm_timeout 20s)")
+    check("rank 1" in err and "killed" in err, f"launcher names the dead rank: {err!r}")
+
+    # 2. ranks with different configs: a clear error on every rank
+    port = free_port()
+    procs = []
+    for rank, lr in [(0, "1e-3"), (1, "2e-3")]:
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen([DGPT, *args, f"--learning_rate={lr}", "--max_iters=2"], cwd=WORK, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for rank, p in enumerate(procs):
+        out, err = p.communicate(timeout=120)
+        check(p.returncode == 2 and "differs" in err, f"rank {rank} with a different config: {p.returncode} {err!r}")
+
+    # 3. a busy port: rank 0 cannot serve the rendezvous
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        p = dgpt("launch", "--nproc", "2", "--master_port", str(port), "--", *args, "--max_iters=2", expect=None,
+                 timeout=120)
+        check(p.returncode == 2 and "in use" in p.stderr, f"busy port: {p.returncode} {p.stderr!r}")
+
+    # 4. impossible meshes, unreachable master
+    p = dgpt("launch", "--nproc", "3", "--", *args, "--tp_procs=2", "--max_iters=2", expect=None, timeout=120)
+    check(p.returncode == 2 and "impossible mesh" in p.stderr, f"3 processes for tp_procs 2: {p.stderr!r}")
+    p = dgpt("launch", "--nproc", "3", "--", *args, "--max_iters=2", expect=None, timeout=120)
+    check(p.returncode == 2 and "not divisible by the 3 data-parallel" in p.stderr, f"3 replicas, 2 micro-steps: {p.stderr!r}")
+    p = dgpt("launch", "--nproc", "2", "--", *args, "--tp_procs=3", "--max_iters=2", expect=None, timeout=120)
+    check(p.returncode == 2 and "impossible mesh" in p.stderr, f"tp_procs 3: {p.stderr!r}")
+    env = {"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    p = dgpt(*args, "--comm_timeout=3", expect=None, env=env, timeout=120)
+    check(p.returncode == 2 and "cannot reach the rendezvous" in p.stderr, f"unreachable master: {p.stderr!r}")
+
+    # 5. torchrun's agent store: the ranks join a TCPStore served by someone else
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    port = free_port()
+    store = dist.TCPStore("127.0.0.1", port, 3, True)  # what torchrun's agent does (the agent is one member)
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "TORCHELASTIC_USE_AGENT_STORE": "True"}
+        procs.append(subprocess.Popen([DGPT, *args, "--max_iters=2", "--out_dir=agent"], cwd=WORK, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for rank, p in enumerate(procs):
+        out, err = p.communicate(timeout=300)
+        check(p.returncode == 0, f"agent-store rank {rank}: {p.returncode} {err[-2000:]!r}")
+    del store
+
+
+if __name__ == "__main__":
+    try:
+        globals()["suite_" + SUITE]()
+    except AssertionError as e:
+        FAILURES.append(str(e))
+        print("FAIL:", e)
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    print(f"{SUITE}: {CHECKS[0]} checks, {len(FAILURES)} failed")
+    sys.exit(1 if FAILURES else 0)
