@@ -192,11 +192,16 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
                      plan.replicated_grad_sync + plan.grad_norm_allreduce, human_bytes(double(plan.bytes_per_step())));
   out.flush();
 
-  make_dirs(cfg.out_dir);
-  std::ofstream metrics(cfg.out_dir + "/metrics.jsonl", cfg.init_from == "resume" ? std::ios::app : std::ios::trunc);
-  if (!metrics) throw UserError("cannot write " + cfg.out_dir + "/metrics.jsonl");
-  auto emit = [&](const nlohmann::json& event) { metrics << event.dump() << "\n" << std::flush; };
-  const bool progress = ::isatty(STDOUT_FILENO);
+  std::ofstream metrics;
+  if (mesh.is_main()) {
+    make_dirs(cfg.out_dir);
+    metrics.open(cfg.out_dir + "/metrics.jsonl", cfg.init_from == "resume" ? std::ios::app : std::ios::trunc);
+    if (!metrics) throw UserError("cannot write " + cfg.out_dir + "/metrics.jsonl");
+  }
+  auto emit = [&](const nlohmann::json& event) {
+    if (mesh.is_main()) metrics << event.dump() << "\n" << std::flush;
+  };
+  const bool progress = mesh.is_main() && ::isatty(STDOUT_FILENO);
   auto clear_progress = [&] {
     if (progress) out << "\r\033[K";
   };
