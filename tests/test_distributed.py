@@ -250,7 +250,8 @@ def suite_faults():
     except ImportError:
         return
     port = free_port()
-    store = dist.TCPStore("127.0.0.1", port, 3, True)  # what torchrun's agent does (the agent is one member)
+    # what torchrun's agent does: it serves the store and does not wait for the workers
+    store = dist.TCPStore("127.0.0.1", port, None, True, wait_for_workers=False)
     procs = []
     for rank in range(2):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
