@@ -151,7 +151,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& data_dir) {
 int64_t dataset_vocab_size(const std::string& data_dir) {
   const std::string meta = data_dir + "/meta.json";
   if (::access(meta.c_str(), R_OK) != 0) return 50304;
-  if (is_gpt2_meta(meta)) return Gpt2Bpe::kVocabSize;  // training does not need the tokenizer files
+  // GPT-2's 50257 padded to a multiple of 64, as nanoGPT does; the padding rows are never targets.
+  if (is_gpt2_meta(meta)) return 50304;
   return load_tokenizer(data_dir)->vocab_size();
 }
 

@@ -35,7 +35,8 @@ class CharTokenizer : public Tokenizer {
 // "tokenizer": "gpt2", or when there is no meta.json but the GPT-2 files are found (data/gpt2/,
 // $DGPT_GPT2_DIR). Throws UserError saying what is missing.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& data_dir);
-// The vocabulary size for a new model: meta.json's, else GPT-2's padded 50304 (as nanoGPT).
+// The vocabulary size for a new model: a character vocabulary's size, else (GPT-2 BPE, or no meta.json)
+// GPT-2's 50257 padded to 50304, as nanoGPT does.
 int64_t dataset_vocab_size(const std::string& data_dir);
 
 // UTF-8 helpers (throw UserError on invalid input).

@@ -386,7 +386,7 @@ TEST_CASE("load_tokenizer: meta.json's tokenizer, or GPT-2 when there is none", 
   REQUIRE(dynamic_cast<const Gpt2Bpe*>(t.get()) != nullptr);
   CHECK(t->vocab_size() == 50257);
   CHECK(t->encode("Hello<|endoftext|>") == Ids{15496, 50256});
-  CHECK(dgpt::dataset_vocab_size(gpt2) == 50257);
+  CHECK(dgpt::dataset_vocab_size(gpt2) == 50304);  // nanoGPT's padded GPT-2 vocabulary
 
   auto c = dgpt::load_tokenizer(chars);
   CHECK(dynamic_cast<const dgpt::CharTokenizer*>(c.get()) != nullptr);
@@ -401,7 +401,7 @@ TEST_CASE("load_tokenizer: meta.json's tokenizer, or GPT-2 when there is none", 
     ScopedEnv unset("DGPT_GPT2_DIR", nullptr);
     CHECK_THROWS_WITH(dgpt::load_tokenizer(none), Contains("meta.json") && Contains("GPT-2"));
     CHECK_THROWS_WITH(dgpt::load_tokenizer(gpt2), Contains("data/gpt2"));
-    CHECK(dgpt::dataset_vocab_size(gpt2) == 50257);  // training needs no tokenizer files
+    CHECK(dgpt::dataset_vocab_size(gpt2) == 50304);  // nanoGPT's padded GPT-2 vocabulary  // training needs no tokenizer files
   }
 }
 
