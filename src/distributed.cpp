@@ -128,18 +128,32 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const LaunchEnv& env, std::chrono::mi
 void check_same_config(c10d::Store& store, const TrainConfig& cfg, const LaunchEnv& env) {
   const std::string mine = std::to_string(config_hash(cfg));
   store.set("dgpt/config/" + std::to_string(env.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
-  for (int64_t r = 0; r < env.world; ++r) {
+  int64_t differing = -1;
+  for (int64_t r = 0; r < env.world && differing < 0; ++r) {
     std::vector<uint8_t> theirs;
     try {
       theirs = store.get("dgpt/config/" + std::to_string(r));
     } catch (const std::exception& e) {
       throw UserError(fmt::format("rank {}: rank {} did not join the rendezvous ({})", env.rank, r, first_line(e.what())));
     }
-    if (std::string(theirs.begin(), theirs.end()) != mine)
-      throw UserError(fmt::format("rank {}: the effective config differs from rank {}'s; every rank must run the same "
-                                  "config and overrides",
-                                  env.rank, r));
+    if (std::string(theirs.begin(), theirs.end()) != mine) differing = r;
   }
+  // Rank 0 may host the store: it stays until every rank has read the hashes, so that a mismatch
+  // reaches every rank as the same clear error rather than as a lost connection.
+  store.set("dgpt/config_read/" + std::to_string(env.rank), std::vector<uint8_t>{1});
+  if (env.rank == 0) {
+    std::vector<std::string> keys;
+    for (int64_t r = 0; r < env.world; ++r) keys.push_back("dgpt/config_read/" + std::to_string(r));
+    try {
+      store.wait(keys);
+    } catch (const std::exception& e) {
+      throw UserError(fmt::format("rank 0: not every rank joined the rendezvous ({})", first_line(e.what())));
+    }
+  }
+  if (differing >= 0)
+    throw UserError(fmt::format("rank {}: the effective config differs from rank {}'s; every rank must run the same "
+                                "config and overrides",
+                                env.rank, differing));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "bench.h"
 #include "block.h"
 #include "comms_command.h"
 #include "config.h"
@@ -26,17 +27,18 @@ struct SplitArgs {
   std::vector<std::string> overrides;  // "--key=value"
 };
 
-SplitArgs split_overrides(int argc, char** argv) {
+SplitArgs split_overrides(int argc, char** argv, const CLI::App& app) {
   SplitArgs out;
   out.cli.push_back(argv[0]);
-  const std::vector<std::string> key_value_commands{"train", "sample", "comms"};
-  bool collecting = false;
+  const std::vector<std::string> key_value_commands{"train", "sample", "comms", "bench"};
+  const CLI::App* collecting = nullptr;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (out.cli.size() == 1 && std::find(key_value_commands.begin(), key_value_commands.end(), a) !=
                                    key_value_commands.end())
-      collecting = true;
-    if (collecting && a.rfind("--", 0) == 0 && a.find('=') != std::string::npos)
+      collecting = app.get_subcommand(a);
+    const bool key_value = a.rfind("--", 0) == 0 && a.find('=') != std::string::npos;
+    if (collecting && key_value && !collecting->get_option_no_throw(a.substr(0, a.find('='))))
       out.overrides.push_back(a);
     else
       out.cli.push_back(a);
@@ -103,7 +105,24 @@ int run(int argc, char** argv) {
       ->required();
   launch_cmd->footer("Example: dgpt launch --nproc 4 -- train configs/train_shakespeare_char_cpu.py --backend=gloo");
 
-  SplitArgs args = split_overrides(argc, argv);
+  BenchOptions bench_opt;
+  auto* bench_cmd = app.add_subcommand("bench", "Time training steps of one or several strategies (nanoGPT's bench.py)");
+  bench_cmd->add_option("config", config_files, "Config files (nanoGPT dialect)");
+  bench_cmd->add_option("--burnin", bench_opt.burnin, "Untimed steps first")->capture_default_str();
+  bench_cmd->add_option("--iters", bench_opt.iters, "Timed steps")->capture_default_str();
+  bench_cmd->add_option("--real_data", bench_opt.real_data, "True: batches from train.bin; False: random tokens");
+  bench_cmd->add_option("--peak_flops", bench_opt.peak_flops, "Peak FLOP/s for MFU (default: measure a matmul)");
+  bench_cmd->add_option("--compare", bench_opt.compare,
+                        "Patterns to compare, ';'-separated: \"['tp']*12; ['spd']*12; dense\"");
+  bench_cmd->add_option("--project", bench_opt.project,
+                        "Project communication onto interconnects: nvlink,pcie,ib,100gbe or NAME:ALPHA_US:GBPS");
+  bench_cmd->add_option("--json", bench_opt.json, "Write the results as JSON to FILE ('-': stdout)");
+  bench_cmd->add_option("--fit_alpha_beta", bench_opt.fit_alpha_beta,
+                        "With backend='gloo' under dgpt launch: fit the alpha-beta model to this machine");
+  bench_cmd->footer("Config overrides: --key=value, as for train.\nExample: dgpt bench configs/train_gpt2.py "
+                    "--device=cpu --compare=\"['tp']*12; ['spd']*12\" --project=nvlink,ib");
+
+  SplitArgs args = split_overrides(argc, argv, app);
   std::vector<const char*> cli_argv;
   for (auto& a : args.cli) cli_argv.push_back(a.c_str());
   try {
@@ -141,6 +160,10 @@ int run(int argc, char** argv) {
     sample(cfg, std::cout, std::cerr);
   } else if (eval_cmd->parsed()) {
     evaluate_tokens(eval_opt, std::cout, std::cerr);
+  } else if (bench_cmd->parsed()) {
+    TrainConfig cfg = load_train_config(config_files, args.overrides, std::cerr);
+    validate(cfg, known_block_types());
+    bench(cfg, bench_opt, std::cout, std::cerr);
   } else if (launch_cmd->parsed()) {
     return launch(launch_opt, launch_args);
   } else if (comms_cmd->parsed()) {

@@ -119,6 +119,29 @@ struct NullBuffer : std::streambuf {
 
 }  // namespace
 
+torch::Tensor optimizer_step(GPT& model, AdamW& optimizer, const TrainConfig& cfg, int64_t iter, double lr,
+                             int64_t first_micro, int64_t micro_count,
+                             const std::function<Batch(int64_t micro)>& batch_for, Collectives* data_parallel) {
+  torch::Tensor loss_sum;
+  for (int64_t micro = first_micro; micro < first_micro + micro_count; ++micro) {
+    torch::manual_seed(mix_seed({uint64_t(cfg.seed), kDropout, uint64_t(iter), uint64_t(micro)}));
+    const Batch batch = batch_for(micro);
+    auto loss = model->forward(batch.x, batch.y).loss / double(cfg.gradient_accumulation_steps);
+    loss.backward();
+    loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
+  }
+  model->sync_shard_local_grads();
+  if (data_parallel) {
+    all_reduce_data_parallel_grads(optimizer.slots(), *data_parallel, model->group());
+    loss_sum = loss_sum.reshape({1});
+    data_parallel->all_reduce_sum_(loss_sum, "loss for the log line");  // not a training collective
+  }
+  if (cfg.grad_clip > 0) clip_grad_norm(optimizer.slots(), model->group(), cfg.grad_clip);
+  optimizer.step(lr);
+  optimizer.zero_grad();
+  return loss_sum;
+}
+
 double learning_rate_at(const TrainConfig& cfg, int64_t it) {
   if (!cfg.decay_lr) return cfg.learning_rate;
   if (it < cfg.warmup_iters) return cfg.learning_rate * double(it + 1) / double(cfg.warmup_iters + 1);
@@ -238,24 +261,12 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
     if (cfg.eval_only) break;
 
     const CommTally before = group->tally();
-    torch::Tensor loss_sum;
-    for (int64_t micro = first_micro; micro < first_micro + local_micro_steps; ++micro) {
-      const uint64_t s = uint64_t(cfg.seed), it = uint64_t(iter_num), k = uint64_t(micro);
-      torch::manual_seed(mix_seed({s, kDropout, it, k}));
-      auto batch = sample_batch(*data.train, cfg.batch_size, cfg.block_size, mix_seed({s, kTrainBatch, it, k}), device);
-      auto loss = model->forward(batch.x, batch.y).loss / double(cfg.gradient_accumulation_steps);
-      loss.backward();
-      loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
-    }
-    model->sync_shard_local_grads();
-    if (mesh.dp > 1) {
-      all_reduce_data_parallel_grads(optimizer.slots(), *mesh.dp_group, *group);
-      loss_sum = loss_sum.reshape({1});
-      mesh.dp_group->all_reduce_sum_(loss_sum, "loss for the log line");  // not a training collective
-    }
-    if (cfg.grad_clip > 0) clip_grad_norm(optimizer.slots(), *group, cfg.grad_clip);
-    optimizer.step(lr);
-    optimizer.zero_grad();
+    auto batch_for = [&](int64_t micro) {
+      return sample_batch(*data.train, cfg.batch_size, cfg.block_size,
+                          mix_seed({uint64_t(cfg.seed), kTrainBatch, uint64_t(iter_num), uint64_t(micro)}), device);
+    };
+    const torch::Tensor loss_sum = optimizer_step(model, optimizer, cfg, iter_num, lr, first_micro, local_micro_steps,
+                                                  batch_for, mesh.dp > 1 ? mesh.dp_group.get() : nullptr);
     const double loss = loss_sum.item<double>();
     const double dt = seconds_since(t0);
     t0 = Clock::now();

@@ -305,6 +305,42 @@ def suite_inference():
               e["replicated_grad_sync"] == 1 and e["grad_norm_allreduce"] == 1, f"measured counts {e}")
 
 
+def suite_bench():
+    """dgpt bench: one pattern, --compare with every column, --json, projections, the Gloo fit."""
+    prepare()
+    common = [*TINY, "--model_type=distributed_gpt", "--tp_size=2", "--iters=3", "--burnin=1",
+              "--gradient_accumulation_steps=1"]
+    p = run("bench", *common, "--block_types=['tp','spd','parallel','parallel']")
+    for column in ["strategy", "ms/step", "tokens/s", "MFU", "fwd AR", "bwd AR", "coll/step", "bytes/step"]:
+        check(column in p.stdout, f"bench prints {column}: {p.stdout}")
+    check("peak:" in p.stdout and "measured" in p.stdout, "bench measures the peak")
+    p = run("bench", *common, "--compare=['tp']*4; ['spd']*4; ['parallel']*4", "--project=nvlink,100gbe,mine:8:25",
+            "--json=-", "--peak_flops=1e12")
+    j = json.loads(p.stdout)  # --json=- prints only the JSON on stdout
+    rows = {r["strategy"]: r for r in j["rows"]}
+    check(list(rows) == ["['tp']*4", "['spd']*4", "['parallel']*4", "dense"], f"rows {list(rows)}")
+    check(rows["['tp']*4"]["ms_ratio"] == 1.0 and rows["dense"]["model_type"] == "gpt", "ratios to the first row")
+    check([rows[k]["forward_allreduce"] for k in rows] == [8, 4, 1, 0], f"forward all-reduces {rows}")
+    check(all(r["tokens_per_s"] > 0 and 0 < r["mfu"] for r in j["rows"]), "throughput and MFU")
+    check(j["peak_flops"] == 1e12, "peak_flops as given")
+    proj = [x for x in j["projections"] if x["interconnect"] == "100gbe"]
+    check(len(proj) == 4 and len(j["projections"]) == 12, f"projections {len(j['projections'])}")
+    tp_row = next(x for x in proj if x["strategy"] == "['tp']*4")
+    # 8 fwd + 8 bwd all-reduces of 4 x 32 x 32 x 4 bytes at n = 2, plus 1 grad-norm of 8 bytes, on 100 GbE
+    ar = 2 * 20e-6 + 16384 / 12.5e9
+    expected = 16 * ar + (2 * 20e-6 + 8 / 12.5e9)
+    check(abs(tp_row["comm_ms"] - expected * 1e3) < 1e-9, f"projected comm {tp_row['comm_ms']} vs {expected * 1e3}")
+    check(tp_row["speedup_vs_all_tp"] == 1.0, "all-tp is the projection's baseline")
+    check("projection on nvlink" in p.stderr and "vs all-tp" in p.stderr, "projection tables on stderr")
+    error_case(["bench", *common, "--compare=['tp']*3"], "block_types")
+    error_case(["bench", *common, "--project=infiniband"], "infiniband")
+    # Gloo: fit alpha and beta on loopback and compare the prediction with the measured communication
+    p = run("launch", "--nproc", "2", "--", "bench", *common, "--backend=gloo", "--fit_alpha_beta=True",
+            "--compare=['tp']*4; ['spd']*4")
+    check("alpha-beta fit of Gloo all-reduces over 2 processes" in p.stdout, f"fit printed: {p.stdout[-2000:]}")
+    check(p.stdout.count("predicted") == 2, "prediction against each measured run")
+
+
 if __name__ == "__main__":
     try:
         globals()["suite_" + SUITE]()

@@ -1,0 +1,67 @@
+// The alpha-beta projection arithmetic, against cases computed by hand.
+#include <catch2/catch.hpp>
+
+#include "projection.h"
+#include "pyliteral.h"
+
+using Catch::Matchers::Contains;
+
+TEST_CASE("ring all-reduce time: 2(n-1)·alpha + 2(n-1)/n · bytes / bandwidth", "[projection]") {
+  const dgpt::Interconnect net{"t", 10e-6, 100e9, ""};
+  // n = 4, 1 MB: 6 steps x 10 us = 60 us; 6/4 x 1e6 / 1e11 = 15 us
+  CHECK(dgpt::ring_allreduce_seconds(net, 4, 1e6) == Approx(75e-6).epsilon(1e-12));
+  // n = 2, 12,582,912 bytes (12 x 1024 x 1024): 2 x 10 us + 12582912 / 1e11 = 20 us + 125.82912 us
+  CHECK(dgpt::ring_allreduce_seconds(net, 2, 12582912) == Approx(145.82912e-6).epsilon(1e-12));
+  // n = 8, 0 bytes: latency only, 14 x 10 us
+  CHECK(dgpt::ring_allreduce_seconds(net, 8, 0) == Approx(140e-6).epsilon(1e-12));
+  CHECK(dgpt::ring_allreduce_seconds(net, 1, 1e9) == 0);  // one rank sends nothing
+  // GPT-2 124M activations, B 12 x T 1024 x C 768 x 2 bytes on NVLink H100 (3 us, 450 GB/s), n = 8:
+  // 14 x 3 us = 42 us; 14/8 x 18,874,368 / 450e9 = 73.4 us
+  const auto nvlink = dgpt::parse_interconnect("nvlink");
+  CHECK(dgpt::ring_allreduce_seconds(nvlink, 8, 12.0 * 1024 * 768 * 2) ==
+        Approx(42e-6 + 1.75 * 18874368.0 / 450e9).epsilon(1e-12));
+}
+
+TEST_CASE("interconnect profiles: named, user-given, errors", "[projection]") {
+  for (const char* name : {"nvlink", "pcie", "ib", "100gbe"}) {
+    const auto net = dgpt::parse_interconnect(name);
+    CHECK(net.name == name);
+    CHECK(net.alpha_s > 0);
+    CHECK(net.bandwidth_Bps > 0);
+    CHECK_FALSE(net.source.empty());
+  }
+  CHECK(dgpt::parse_interconnect("100gbe").bandwidth_Bps == 12.5e9);
+  CHECK(dgpt::parse_interconnect("ib").bandwidth_Bps == 50e9);
+  const auto mine = dgpt::parse_interconnect("mynet:8:25");
+  CHECK(mine.name == "mynet");
+  CHECK(mine.alpha_s == Approx(8e-6));
+  CHECK(mine.bandwidth_Bps == Approx(25e9));
+  CHECK(dgpt::parse_interconnects("nvlink,ib,x:1:2").size() == 3);
+  std::string message;
+  try {
+    dgpt::parse_interconnect("infiniband");
+  } catch (const dgpt::UserError& e) {
+    message = e.what();
+  }
+  CHECK_THAT(message, Contains("infiniband") && Contains("nvlink") && Contains("NAME:ALPHA_US:GBPS"));
+  CHECK_THROWS_AS(dgpt::parse_interconnect("x:-1:2"), dgpt::UserError);
+  CHECK_THROWS_AS(dgpt::parse_interconnect("x:1:0"), dgpt::UserError);
+  CHECK_THROWS_AS(dgpt::parse_interconnect("x:a:2"), dgpt::UserError);
+}
+
+TEST_CASE("alpha-beta fit recovers the model from exact samples", "[projection]") {
+  const dgpt::Interconnect truth{"t", 25e-6, 2e9, ""};
+  std::vector<std::pair<double, double>> samples;
+  for (double bytes = 4096; bytes <= 16 << 20; bytes *= 4)
+    samples.emplace_back(bytes, dgpt::ring_allreduce_seconds(truth, 4, bytes));
+  const auto fit = dgpt::fit_alpha_beta("fit", 4, samples);
+  CHECK(fit.model.alpha_s == Approx(25e-6).epsilon(1e-9));
+  CHECK(fit.model.bandwidth_Bps == Approx(2e9).epsilon(1e-9));
+  CHECK(fit.r2 == Approx(1.0));
+  // noisy samples: still close, R^2 below 1
+  samples[2].second *= 1.1;
+  const auto noisy = dgpt::fit_alpha_beta("fit", 4, samples);
+  CHECK(noisy.r2 < 1.0);
+  CHECK(noisy.model.bandwidth_Bps == Approx(2e9).epsilon(0.05));
+  CHECK_THROWS_AS(dgpt::fit_alpha_beta("fit", 1, samples), dgpt::UserError);
+}
