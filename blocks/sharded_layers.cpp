@@ -30,6 +30,14 @@ torch::Tensor shard_projection(const torch::Tensor& h, const torch::Tensor& weig
       .view({L, B, T, weight.size(1)});
 }
 
+// sum_i h_i @ W_i^T for h: [B*T, L*in] (shard i's columns at [i*in, (i+1)*in)) and W: [L, C, in]:
+// one GEMM against the shards' concatenated columns -> [1, B, T, C].
+torch::Tensor summed_projection(const torch::Tensor& h, const torch::Tensor& weight, int64_t B, int64_t T) {
+  const int64_t L = weight.size(0), C = weight.size(1), in = weight.size(2);
+  auto w = weight.permute({1, 0, 2}).reshape({C, L * in});
+  return torch::matmul(h, w.t()).view({1, B, T, C});
+}
+
 torch::Tensor sharded_param(torch::nn::Module& owner, const std::string& name,
                             std::vector<int64_t> shape) {
   return owner.register_parameter(name, torch::zeros(shape));
@@ -63,7 +71,7 @@ ShardedAttentionImpl::ShardedAttentionImpl(const BlockContext& ctx) : dropout_(c
   c_proj_weight = sharded_param(*this, "c_proj_weight", {L, C, C / N});
 }
 
-torch::Tensor ShardedAttentionImpl::forward(const torch::Tensor& u) {
+torch::Tensor ShardedAttentionImpl::attend(const torch::Tensor& u) {
   const int64_t L = c_attn_weight.size(0), B = u.size(1), T = u.size(2);
   const int64_t width = heads_per_shard_ * head_dim_;
   auto qkv = shard_linear(u, c_attn_weight, c_attn_bias).split(width, -1);
@@ -74,8 +82,20 @@ torch::Tensor ShardedAttentionImpl::forward(const torch::Tensor& u) {
   };
   auto y = compat::causal_attention(to_heads(qkv[0]), to_heads(qkv[1]), to_heads(qkv[2]), dropout_,
                                     is_training());
-  y = y.view({L, B, heads_per_shard_, T, head_dim_}).permute({0, 1, 3, 2, 4}).reshape({L, B, T, width});
+  return y.view({L, B, heads_per_shard_, T, head_dim_});
+}
+
+torch::Tensor ShardedAttentionImpl::forward(const torch::Tensor& u) {
+  const int64_t L = c_attn_weight.size(0), B = u.size(1), T = u.size(2);
+  auto y = attend(u).permute({0, 1, 3, 2, 4}).reshape({L, B, T, heads_per_shard_ * head_dim_});
   return shard_projection(y, c_proj_weight);
+}
+
+torch::Tensor ShardedAttentionImpl::forward_summed(const torch::Tensor& u) {
+  const int64_t L = c_attn_weight.size(0), B = u.size(1), T = u.size(2);
+  // [L, B, heads, T, hd] -> [B, T, L, heads, hd]: shard i's columns at [i*width, (i+1)*width)
+  auto y = attend(u).permute({1, 3, 0, 2, 4}).reshape({B * T, L * heads_per_shard_ * head_dim_});
+  return summed_projection(y, c_proj_weight, B, T);
 }
 
 void ShardedAttentionImpl::add_slots(std::vector<ParamSlot>& slots, const std::string& prefix) {
@@ -94,6 +114,20 @@ ShardedMLPImpl::ShardedMLPImpl(const BlockContext& ctx) {
 
 torch::Tensor ShardedMLPImpl::forward(const torch::Tensor& u) {
   return shard_projection(torch::gelu(shard_linear(u, c_fc_weight, c_fc_bias)), c_proj_weight);
+}
+
+torch::Tensor ShardedMLPImpl::forward_summed(const torch::Tensor& u) {
+  const int64_t L = c_fc_weight.size(0), F = c_fc_weight.size(1), B = u.size(1), T = u.size(2);
+  const int64_t C = u.size(3);
+  torch::Tensor h;
+  if (u.size(0) == 1) {  // replicated input: both GEMMs are the dense layer's, over the local columns
+    h = torch::matmul(u.reshape({B * T, C}), c_fc_weight.reshape({L * F, C}).t());
+    if (c_fc_bias.defined()) h = h + c_fc_bias.reshape({L * F});
+    h = torch::gelu(h);
+  } else {
+    h = torch::gelu(shard_linear(u, c_fc_weight, c_fc_bias)).permute({1, 2, 0, 3}).reshape({B * T, L * F});
+  }
+  return summed_projection(h, c_proj_weight, B, T);
 }
 
 void ShardedMLPImpl::add_slots(std::vector<ParamSlot>& slots, const std::string& prefix) {

@@ -23,10 +23,14 @@ class ShardedAttentionImpl : public torch::nn::Module {
   explicit ShardedAttentionImpl(const BlockContext& ctx);
   // u: [1 or L, B, T, C] -> partial outputs [L, B, T, C].
   torch::Tensor forward(const torch::Tensor& u);
+  // The local shards' partial outputs summed, [1, B, T, C]: one GEMM over the shards' concatenated
+  // c_proj columns, as the dense layer computes it (what g needs when nothing else uses the partials).
+  torch::Tensor forward_summed(const torch::Tensor& u);
   void add_slots(std::vector<ParamSlot>& slots, const std::string& prefix);  // prefix "...attn."
   torch::Tensor c_attn_weight, c_attn_bias, c_proj_weight;
 
  private:
+  torch::Tensor attend(const torch::Tensor& u);  // -> [L, B, heads, T, head_dim]
   int64_t heads_per_shard_, head_dim_;
   double dropout_;
 };
@@ -37,6 +41,7 @@ class ShardedMLPImpl : public torch::nn::Module {
  public:
   explicit ShardedMLPImpl(const BlockContext& ctx);
   torch::Tensor forward(const torch::Tensor& u);  // [1 or L, B, T, C] -> [L, B, T, C]
+  torch::Tensor forward_summed(const torch::Tensor& u);  // -> [1, B, T, C], as in ShardedAttention
   void add_slots(std::vector<ParamSlot>& slots, const std::string& prefix);  // prefix "...mlp."
   torch::Tensor c_fc_weight, c_fc_bias, c_proj_weight;
 };

@@ -15,10 +15,11 @@ class TpBlock : public BlockImpl {
 
   void forward(ResidualStream& stream) override {
     const auto& x = stream.replicated();
-    auto a = add_bias(reduce_from_shards(w_->attn(copy_to_shards(w_->ln_1(x), group_)), group_),
+    // Nothing but g uses the partial outputs: each sublayer hands g its local shards' sum.
+    auto a = add_bias(reduce_from_shards(w_->attn->forward_summed(copy_to_shards(w_->ln_1(x), group_)), group_),
                       w_->attn_bias);
     auto h = x + residual_dropout(a, args_, is_training());
-    auto m = add_bias(reduce_from_shards(w_->mlp(copy_to_shards(w_->ln_2(h), group_)), group_),
+    auto m = add_bias(reduce_from_shards(w_->mlp->forward_summed(copy_to_shards(w_->ln_2(h), group_)), group_),
                       w_->mlp_bias);
     stream.set_replicated(h + residual_dropout(m, args_, is_training()));
   }
