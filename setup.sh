@@ -9,7 +9,8 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build ccache git ca-certificates curl \
   libtorch-dev libgloo-dev libopenblas0-openmp \
   libcli11-dev libfmt-dev nlohmann-json3-dev catch2 libbenchmark-dev libpcre2-dev \
-  python3 python3-torch python3-numpy > /dev/null
+  python3 python3-torch python3-numpy \
+  jupyter-nbconvert python3-nbconvert python3-ipykernel python3-matplotlib python3-pandas > /dev/null
 # Debian's libtorch links the generic libblas.so.3; the reference BLAS behind it is ~10x slower
 # than OpenBLAS, so make sure OpenBLAS is the one selected.
 blas=/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3
