@@ -8,36 +8,15 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 
-DGPT = os.path.abspath(sys.argv[1])
-SUITE = sys.argv[2]
-SHAKESPEARE = os.environ.get("DGPT_SHAKESPEARE", "")
-WORK = tempfile.mkdtemp(prefix=f"dgpt_{SUITE}_")
-FAILURES = []
-CHECKS = [0]
+from harness import SHAKESPEARE, WORK, check, error_case, main
+from harness import run_dgpt as run
 
 # A model small enough that a run of a dozen iterations takes seconds on 2 cores.
 TINY = ["--device=cpu", "--dataset=shakespeare_char", "--n_layer=4", "--n_head=4", "--n_embd=32",
         "--block_size=32", "--batch_size=4", "--eval_iters=2", "--warmup_iters=2", "--learning_rate=3e-3",
         "--lr_decay_iters=20", "--min_lr=3e-4"]
-
-
-def run(*args, expect=0, cwd=WORK):
-    p = subprocess.run([DGPT, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
-    if expect is not None and p.returncode != expect:
-        raise AssertionError(f"dgpt {' '.join(args)}: exit {p.returncode}, expected {expect}\n"
-                             f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}")
-    return p
-
-
-def check(cond, what):
-    CHECKS[0] += 1
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
 
 
 def prepare():
@@ -51,17 +30,6 @@ def prepare():
 def metrics(out_dir, event):
     with open(os.path.join(WORK, out_dir, "metrics.jsonl")) as f:
         return [e for e in map(json.loads, f) if e["event"] == event]
-
-
-def error_case(args, *needles, code=2):
-    p = run(*args, expect=None)
-    err = p.stderr.strip()
-    check(p.returncode == code, f"{args}: exit {p.returncode}, expected {code} ({err})")
-    check(err.startswith("error: ") and len(err.splitlines()) == 1,
-          f"{args}: expected one 'error:' line, got {err!r}")
-    check("Traceback" not in p.stderr and "Exception raised from" not in p.stderr, f"{args}: stack trace")
-    for n in needles:
-        check(n in err, f"{args}: message {err!r} lacks {n!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,12 +310,4 @@ def suite_bench():
 
 
 if __name__ == "__main__":
-    try:
-        globals()["suite_" + SUITE]()
-    except AssertionError as e:
-        FAILURES.append(str(e))
-        print("FAIL:", e)
-    finally:
-        shutil.rmtree(WORK, ignore_errors=True)
-    print(f"{SUITE}: {CHECKS[0]} checks, {len(FAILURES)} failed")
-    sys.exit(1 if FAILURES else 0)
+    main(globals())

@@ -14,15 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
-DGPT = os.path.abspath(sys.argv[1])
-SUITE = sys.argv[2]
-SHAKESPEARE = os.environ.get("DGPT_SHAKESPEARE", "")
-WORK = tempfile.mkdtemp(prefix=f"dgpt_dist_{SUITE}_")
-FAILURES = []
-CHECKS = [0]
+from harness import DGPT, SHAKESPEARE, WORK, check, main, run_dgpt
 STEPS = 20  # optimizer steps compared (iterations 0..STEPS)
 
 # AdamW, grad clip and gradient accumulation, as the issue asks; float32 on the CPU.
@@ -43,20 +37,9 @@ WEIGHT_TOL = 2e-5
 BIAS_STEPS = 20
 
 
-def check(cond, what):
-    CHECKS[0] += 1
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what, flush=True)
-
-
-def dgpt(*args, expect=0, env=None, timeout=600):
-    p = subprocess.run([DGPT, *args], cwd=WORK, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, **(env or {})})
-    if expect is not None and p.returncode != expect:
-        raise AssertionError(f"dgpt {' '.join(args)}: exit {p.returncode}, expected {expect}\n"
-                             f"stdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}")
-    return p
+def dgpt(*args, env=None, **kw):
+    """dgpt ARGS with `env` added to this environment."""
+    return run_dgpt(*args, env={**os.environ, **(env or {})}, **kw)
 
 
 def train(out_dir, *extra, nproc=0):
@@ -265,12 +248,4 @@ def suite_faults():
 
 
 if __name__ == "__main__":
-    try:
-        globals()["suite_" + SUITE]()
-    except AssertionError as e:
-        FAILURES.append(str(e))
-        print("FAIL:", e)
-    finally:
-        shutil.rmtree(WORK, ignore_errors=True)
-    print(f"{SUITE}: {CHECKS[0]} checks, {len(FAILURES)} failed")
-    sys.exit(1 if FAILURES else 0)
+    main(globals())

@@ -15,18 +15,13 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 
-DGPT = os.path.abspath(sys.argv[1])
-SUITE = sys.argv[2]
-SHAKESPEARE = os.environ.get("DGPT_SHAKESPEARE", "")
+import harness
+from harness import DGPT, SHAKESPEARE, WORK, check, main, run_dgpt
 GPT2_DIR = next((d for d in os.environ.get("DGPT_TEST_GPT2_DIRS", "").split(":")
                  if d and os.path.exists(os.path.join(d, "encoder.json"))
                  and os.path.exists(os.path.join(d, "vocab.bpe"))), None)
 REFERENCE_DIR = os.environ.get("DGPT_BPE_REFERENCE_DIR", "")
-WORK = tempfile.mkdtemp(prefix=f"dgpt_gpt2_{SUITE}_")
-FAILURES = []
-CHECKS = [0]
 EOT = 50256
 
 
@@ -38,28 +33,12 @@ def env(gpt2=True):
     return e
 
 
-def run(*args, expect=0, cwd=WORK, gpt2=True, **kw):
-    p = subprocess.run([DGPT, *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env(gpt2), **kw)
-    if expect is not None and p.returncode != expect:
-        raise AssertionError(f"dgpt {' '.join(args)}: exit {p.returncode}, expected {expect}\n"
-                             f"stdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}")
-    return p
+def run(*args, gpt2=True, **kw):
+    return run_dgpt(*args, env=env(gpt2), timeout=900, **kw)
 
 
-def check(cond, what):
-    CHECKS[0] += 1
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
-
-
-def error_case(args, *needles, code=2, **kw):
-    p = run(*args, expect=None, **kw)
-    err = p.stderr.strip()
-    check(p.returncode == code, f"{args}: exit {p.returncode}, expected {code} ({err})")
-    check(err.startswith("error: ") and len(err.splitlines()) == 1, f"{args}: expected one 'error:' line, got {err!r}")
-    for n in needles:
-        check(n in err, f"{args}: message {err!r} lacks {n!r}")
+def error_case(args, *needles, gpt2=True, **kw):
+    harness.error_case(args, *needles, env=env(gpt2), timeout=900, **kw)
 
 
 def needs(shakespeare=False):
@@ -340,12 +319,4 @@ def suite_train_sample():
 
 
 if __name__ == "__main__":
-    try:
-        globals()["suite_" + SUITE]()
-    except AssertionError as e:
-        FAILURES.append(str(e))
-        print("FAIL:", e)
-    finally:
-        shutil.rmtree(WORK, ignore_errors=True)
-    print(f"{SUITE}: {CHECKS[0]} checks, {len(FAILURES)} failed")
-    sys.exit(1 if FAILURES else 0)
+    main(globals())

@@ -1,0 +1,58 @@
+"""What the end-to-end test scripts share: the dgpt binary, a scratch folder, checks, the runner.
+
+A script is run as `SCRIPT.py DGPT_BINARY SUITE`, defines `suite_<name>()` functions and ends with
+`harness.main(globals())`: the suite runs in WORK (removed afterwards), every check is counted, and
+the exit code is 1 if any failed (77, ctest's skip code, is for suites that cannot run here).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+DGPT = os.path.abspath(sys.argv[1])
+SUITE = sys.argv[2] if len(sys.argv) > 2 else ""
+SHAKESPEARE = os.environ.get("DGPT_SHAKESPEARE", "")
+_SCRIPT = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+WORK = tempfile.mkdtemp(prefix=f"dgpt_{_SCRIPT}_{SUITE}_")
+FAILURES = []
+CHECKS = [0]
+
+
+def check(cond, what):
+    CHECKS[0] += 1
+    if not cond:
+        FAILURES.append(what)
+        print("FAIL:", what, flush=True)
+
+
+def run_dgpt(*args, expect=0, cwd=None, env=None, timeout=600):
+    """dgpt ARGS in WORK (or cwd), with `env` as the whole environment when given."""
+    p = subprocess.run([DGPT, *args], cwd=cwd or WORK, capture_output=True, text=True, timeout=timeout, env=env)
+    if expect is not None and p.returncode != expect:
+        raise AssertionError(f"dgpt {' '.join(args)}: exit {p.returncode}, expected {expect}\n"
+                             f"stdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}")
+    return p
+
+
+def error_case(args, *needles, code=2, **run_kw):
+    """dgpt ARGS fails with exit `code` and one `error:` line holding every needle, no stack trace."""
+    p = run_dgpt(*args, expect=None, **run_kw)
+    err = p.stderr.strip()
+    check(p.returncode == code, f"{args}: exit {p.returncode}, expected {code} ({err})")
+    check(err.startswith("error: ") and len(err.splitlines()) == 1, f"{args}: expected one 'error:' line, got {err!r}")
+    check("Traceback" not in p.stderr and "Exception raised from" not in p.stderr, f"{args}: stack trace")
+    for n in needles:
+        check(n in err, f"{args}: message {err!r} lacks {n!r}")
+
+
+def main(namespace):
+    try:
+        namespace["suite_" + SUITE]()
+    except AssertionError as e:
+        FAILURES.append(str(e))
+        print("FAIL:", e)
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    print(f"{SUITE}: {CHECKS[0]} checks, {len(FAILURES)} failed")
+    sys.exit(1 if FAILURES else 0)
