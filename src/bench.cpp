@@ -159,13 +159,15 @@ std::vector<std::pair<double, double>> sweep_allreduce(Collectives& tp) {
 
 void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_out, std::ostream& main_notices) {
   if (opt.iters < 1 || opt.burnin < 0) throw UserError("bench needs iters >= 1 and burnin >= 0");
-  const ProcessMesh mesh = make_process_mesh(cfg, read_launch_env(), main_notices);
+  const LaunchEnv launch_env = read_launch_env();
+  const ProcessMesh mesh = make_process_mesh(cfg, launch_env, main_notices);
   if (mesh.dp > 1) throw UserError("dgpt bench measures one tensor-parallel group: use tp_procs = the world size");
   std::ostringstream discard;
   // With --json=- the JSON alone goes to stdout, the table to stderr.
   std::ostream& out = !mesh.is_main() ? discard : opt.json == "-" ? main_notices : main_out;
   std::ostream& notices = mesh.is_main() ? main_notices : discard;
-  const torch::Device device = resolve_device(cfg.device, cfg.device_was_set, notices);
+  const torch::Device device =
+      device_for_rank(resolve_device(cfg.device, cfg.device_was_set, notices), cfg, launch_env);
   const torch::Dtype dtype = resolve_dtype(cfg.dtype, device, notices);
   const int64_t vocab = dataset_vocab_size(cfg.resolved_data_dir());  // GPT-2's padded 50304 without a meta.json
   std::unique_ptr<Dataset> data;

@@ -4,6 +4,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef DGPT_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -36,19 +39,15 @@ int64_t env_int(const char* name, int64_t fallback) {
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-// c10d's collectives over one Gloo process group.
-class GlooCollectives : public Collectives {
+// c10d's collectives over one process group (ProcessGroupGloo, or ProcessGroupNCCL where LibTorch
+// has CUDA): the same calls in LibTorch 1.13, where they derive from ProcessGroup, and 2.x, where
+// they derive from Backend.
+template <class ProcessGroup>
+class C10dCollectives : public Collectives {
  public:
-  GlooCollectives(c10::intrusive_ptr<c10d::Store> store, int64_t rank, int64_t size,
-                  std::chrono::milliseconds timeout, const std::string& host, int64_t world_rank)
-      : rank_(rank), size_(size), world_rank_(world_rank), timeout_(timeout) {
-    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    const std::string ifname = env_or("GLOO_SOCKET_IFNAME", "");
-    options->devices.push_back(!ifname.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
-                                               : c10d::ProcessGroupGloo::createDeviceForHostname(host));
-    options->threads = 1;
-    pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, int(rank), int(size), options);
-  }
+  C10dCollectives(c10::intrusive_ptr<ProcessGroup> pg, int64_t rank, int64_t size, std::chrono::milliseconds timeout,
+                  int64_t world_rank)
+      : pg_(std::move(pg)), rank_(rank), size_(size), world_rank_(world_rank), timeout_(timeout) {}
 
   int64_t size() const override { return size_; }
   int64_t rank() const override { return rank_; }
@@ -68,6 +67,8 @@ class GlooCollectives : public Collectives {
   }
 
  private:
+  // Gloo's wait returns when the data is there; NCCL's orders the current CUDA stream after the
+  // collective (the host does not wait, and the tally's time is the time to enqueue it).
   template <class Start>
   void run(const std::string& what, Start start) {
     try {
@@ -79,10 +80,32 @@ class GlooCollectives : public Collectives {
     }
   }
 
+  c10::intrusive_ptr<ProcessGroup> pg_;
   int64_t rank_, size_, world_rank_;
   std::chrono::milliseconds timeout_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
 };
+
+std::shared_ptr<Collectives> make_gloo_collectives(c10::intrusive_ptr<c10d::Store> store, int64_t rank, int64_t size,
+                                                   std::chrono::milliseconds timeout, const std::string& host,
+                                                   int64_t world_rank) {
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  const std::string ifname = env_or("GLOO_SOCKET_IFNAME", "");
+  options->devices.push_back(!ifname.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                                             : c10d::ProcessGroupGloo::createDeviceForHostname(host));
+  options->threads = 1;
+  auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, int(rank), int(size), options);
+  return std::make_shared<C10dCollectives<c10d::ProcessGroupGloo>>(pg, rank, size, timeout, world_rank);
+}
+
+#ifdef DGPT_WITH_NCCL
+std::shared_ptr<Collectives> make_nccl_collectives(c10::intrusive_ptr<c10d::Store> store, int64_t rank, int64_t size,
+                                                   std::chrono::milliseconds timeout, int64_t world_rank) {
+  auto options = c10d::ProcessGroupNCCL::Options::create();
+  options->timeout = timeout;
+  auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, int(rank), int(size), options);
+  return std::make_shared<C10dCollectives<c10d::ProcessGroupNCCL>>(pg, rank, size, timeout, world_rank);
+}
+#endif
 
 // A group of one process: nothing to send.
 class SoloCollectives : public Collectives {
@@ -182,10 +205,13 @@ ProcessMesh make_process_mesh(const TrainConfig& cfg, const LaunchEnv& env, std:
     if (env.world > 1)
       throw UserError(fmt::format("WORLD_SIZE={} but backend='sim' runs in one process; use --backend=gloo",
                                   env.world));
-    mesh.tp = mesh.dp_group = mesh.everyone = std::make_shared<SoloCollectives>();
+    mesh.tp = mesh.dp_group = std::make_shared<SoloCollectives>();
     return mesh;
   }
-  if (cfg.backend == "nccl") throw UserError("backend='nccl' is not available in this build (use 'gloo')");
+#ifndef DGPT_WITH_NCCL
+  if (cfg.backend == "nccl")
+    throw UserError("backend='nccl' needs a LibTorch with CUDA; this dgpt was built against a CPU-only LibTorch (use 'gloo')");
+#endif
   const int64_t tp_size = cfg.model_type == "gpt" ? 1 : cfg.tp_size;
   mesh.tp_procs = cfg.tp_procs > 0 ? cfg.tp_procs : std::gcd(env.world, tp_size);
   const int64_t W = mesh.tp_procs;
@@ -209,17 +235,30 @@ ProcessMesh make_process_mesh(const TrainConfig& cfg, const LaunchEnv& env, std:
   auto group = [&](const std::string& name, int64_t rank, int64_t size) -> std::shared_ptr<Collectives> {
     if (size == 1) return std::make_shared<SoloCollectives>();
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>("dgpt/" + name, store);
-    return std::make_shared<GlooCollectives>(prefixed, rank, size, timeout, host, env.rank);
+#ifdef DGPT_WITH_NCCL
+    if (cfg.backend == "nccl") return make_nccl_collectives(prefixed, rank, size, timeout, env.rank);
+#endif
+    return make_gloo_collectives(prefixed, rank, size, timeout, host, env.rank);
   };
   // Every process builds its own TP and DP groups (disjoint name spaces in the store).
   mesh.tp = group("tp" + std::to_string(mesh.dp_rank), mesh.tp_rank, W);
   mesh.dp_group = group("dp" + std::to_string(mesh.tp_rank), mesh.dp_rank, mesh.dp);
-  mesh.everyone = group("world", env.rank, env.world);
   if (mesh.is_main())
     notices << fmt::format("process mesh: {} processes = {} data-parallel x {} tensor-parallel ({} shard(s) each), "
                            "backend '{}'\n",
                            env.world, mesh.dp, W, tp_size / W, cfg.backend);
   return mesh;
+}
+
+torch::Device device_for_rank(torch::Device requested, const TrainConfig& cfg, const LaunchEnv& env) {
+  if (cfg.backend != "nccl") return requested;
+  if (!requested.is_cuda()) throw UserError("backend='nccl' runs on GPUs: set device='cuda' (or use backend='gloo')");
+  if (requested.has_index()) return requested;
+  const int64_t gpus = int64_t(torch::cuda::device_count());
+  if (env.local_rank >= gpus)
+    throw UserError(fmt::format("LOCAL_RANK={} but this machine has {} GPU(s): start at most one rank per GPU",
+                                env.local_rank, gpus));
+  return torch::Device(torch::kCUDA, c10::DeviceIndex(env.local_rank));
 }
 
 ProcessTensorParallelGroup::ProcessTensorParallelGroup(int64_t tp_size, std::shared_ptr<Collectives> tp)

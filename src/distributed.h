@@ -41,7 +41,7 @@ struct ProcessMesh {
   int64_t world = 1, rank = 0;
   int64_t tp_procs = 1, tp_rank = 0;  // W, and this process's place in its TP group
   int64_t dp = 1, dp_rank = 0;
-  std::shared_ptr<Collectives> tp, dp_group, everyone;
+  std::shared_ptr<Collectives> tp, dp_group;
   bool is_main() const { return rank == 0; }
 };
 
@@ -49,6 +49,10 @@ struct ProcessMesh {
 // (world divisible by tp_procs, tp_size by tp_procs, gradient_accumulation_steps by dp) and that
 // every rank has the same effective config; throws UserError otherwise.
 ProcessMesh make_process_mesh(const TrainConfig& cfg, const LaunchEnv& env, std::ostream& notices);
+
+// The device of this rank: with backend 'nccl' every rank has its own GPU, cuda:LOCAL_RANK unless
+// the config names one (then every rank uses that index: one rank per machine). Throws UserError.
+torch::Device device_for_rank(torch::Device requested, const TrainConfig& cfg, const LaunchEnv& env);
 
 // The tensor-parallel group of a real run: L = tp_size / W shards here, the rest in the other W-1
 // processes. Tallies what it sends, with the wall time of each collective.

@@ -152,12 +152,14 @@ double learning_rate_at(const TrainConfig& cfg, int64_t it) {
 }
 
 void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_notices) {
-  const ProcessMesh mesh = make_process_mesh(cfg, read_launch_env(), main_notices);
+  const LaunchEnv launch_env = read_launch_env();
+  const ProcessMesh mesh = make_process_mesh(cfg, launch_env, main_notices);
   NullBuffer null_buffer;
   std::ostream null_stream(&null_buffer);
   std::ostream& out = mesh.is_main() ? main_out : null_stream;  // rank 0 logs, evaluates aloud and saves
   std::ostream& notices = mesh.is_main() ? main_notices : null_stream;
-  const torch::Device device = resolve_device(cfg.device, cfg.device_was_set, notices);
+  const torch::Device device =
+      device_for_rank(resolve_device(cfg.device, cfg.device_was_set, notices), cfg, launch_env);
   const torch::Dtype dtype = resolve_dtype(cfg.dtype, device, notices);
   const std::string data_dir = cfg.resolved_data_dir();
   const Dataset data = Dataset::open(data_dir, cfg.block_size);

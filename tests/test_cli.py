@@ -96,6 +96,10 @@ def suite_errors():
     error_case(["sample", "--out_dir=corrupt", "--device=cpu"], "corrupt/ckpt.pt", "invalid")
     error_case(["eval", "--out_dir=corrupt", "--tokens=data/shakespeare_char/val.bin"], "invalid")
     error_case(["comms", "--n_head=6", "--tp_size=4", "--model_type=distributed_gpt"], "n_head")
+    # NCCL: built only with a CUDA LibTorch, and always on GPUs
+    p = run("train", *TINY, "--backend=nccl", "--max_iters=1", expect=None)
+    check(p.returncode == 2 and ("LibTorch with CUDA" in p.stderr or "device='cuda'" in p.stderr),
+          f"--backend=nccl here: {p.returncode} {p.stderr!r}")
     p = run("train", *TINY, "--device=cuda", "--max_iters=1", expect=None)
     if p.returncode != 0:  # a CPU-only LibTorch: asking for CUDA explicitly is an error
         check(p.returncode == 2 and "CUDA" in p.stderr, f"--device=cuda without CUDA: {p.stderr!r}")
