@@ -77,7 +77,7 @@ int64_t AdamW::decayed_numel() const {
   return n;
 }
 
-double global_grad_norm(const std::vector<ParamSlot>& slots, TensorParallelGroup& group) {
+torch::Tensor global_grad_norm(const std::vector<ParamSlot>& slots, TensorParallelGroup& group) {
   torch::NoGradGuard no_grad;
   torch::Tensor sharded_sq, replicated_sq;
   auto accumulate = [](torch::Tensor& acc, const torch::Tensor& g) {
@@ -93,17 +93,16 @@ double global_grad_norm(const std::vector<ParamSlot>& slots, TensorParallelGroup
   if (!replicated_sq.defined()) replicated_sq = torch::zeros({}, opts);
   auto shared = sharded_sq.reshape({1});
   group.all_reduce_sum_(shared, CommKind::GradNormAllReduce);
-  return std::sqrt(shared.item<double>() + replicated_sq.item<double>());
+  return (shared.reshape({}) + replicated_sq).sqrt();
 }
 
-double clip_grad_norm(const std::vector<ParamSlot>& slots, TensorParallelGroup& group, double max_norm) {
-  const double norm = global_grad_norm(slots, group);
-  const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) {
-    torch::NoGradGuard no_grad;
-    for (auto& s : slots)
-      if (s.param.grad().defined()) s.param.mutable_grad().mul_(coef);
-  }
+torch::Tensor clip_grad_norm(const std::vector<ParamSlot>& slots, TensorParallelGroup& group, double max_norm) {
+  const auto norm = global_grad_norm(slots, group);
+  // On the device, as torch's clip_grad_norm_: no host synchronisation in the step.
+  const auto coef = (max_norm / (norm + 1e-6)).clamp_max(1.0);
+  torch::NoGradGuard no_grad;
+  for (auto& s : slots)
+    if (s.param.grad().defined()) s.param.mutable_grad().mul_(coef.to(s.param.grad().dtype()));
   return norm;
 }
 

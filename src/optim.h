@@ -42,8 +42,10 @@ class AdamW {
 
 // The L2 norm of all gradients of the N-shard model: the sharded parts' squares are summed over
 // the group (one all-reduce of one element), replicated parts are counted once.
-double global_grad_norm(const std::vector<ParamSlot>& slots, TensorParallelGroup& group);
-// nanoGPT's clip_grad_norm_: scales gradients so the global norm is at most max_norm. Returns the norm.
-double clip_grad_norm(const std::vector<ParamSlot>& slots, TensorParallelGroup& group, double max_norm);
+// A 0-dim float64 tensor on the parameters' device.
+torch::Tensor global_grad_norm(const std::vector<ParamSlot>& slots, TensorParallelGroup& group);
+// nanoGPT's clip_grad_norm_: scales gradients so the global norm is at most max_norm, without
+// reading anything back to the host. Returns the norm (before clipping).
+torch::Tensor clip_grad_norm(const std::vector<ParamSlot>& slots, TensorParallelGroup& group, double max_norm);
 
 }  // namespace dgpt

@@ -234,6 +234,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   const auto run_start = Clock::now();
   const int64_t first_iter = iter_num;
   auto t0 = Clock::now();
+  int64_t timed_iters = 0;  // iterations since t0: the log line reports their mean time
   while (true) {
     const double lr = learning_rate_at(cfg, iter_num);
 
@@ -259,6 +260,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
         }
       }
       t0 = Clock::now();  // evaluation time is not iteration time
+      timed_iters = 0;
     }
     if (cfg.eval_only) break;
 
@@ -269,13 +271,15 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
     };
     const torch::Tensor loss_sum = optimizer_step(model, optimizer, cfg, iter_num, lr, first_micro, local_micro_steps,
                                                   batch_for, mesh.dp > 1 ? mesh.dp_group.get() : nullptr);
-    const double loss = loss_sum.item<double>();
-    const double dt = seconds_since(t0);
-    t0 = Clock::now();
     const CommTally step = group->tally() - before;
+    timed_iters += 1;
 
-    if (!std::isfinite(loss)) throw UserError(fmt::format("loss is {} at iter {}: training diverged (lower learning_rate?)", loss, iter_num));
+    // The loss is read back (a host synchronisation on a GPU) only when it is logged, as nanoGPT does.
     if (iter_num % cfg.log_interval == 0) {
+      const double loss = loss_sum.item<double>();
+      const double dt = seconds_since(t0) / double(timed_iters);
+      if (!std::isfinite(loss))
+        throw UserError(fmt::format("loss is {} at iter {}: training diverged (lower learning_rate?)", loss, iter_num));
       const double tokens_per_s = double(tokens_per_iter) / dt;
       const int64_t fwd = step.count_of(CommKind::ForwardAllReduce), bwd = step.count_of(CommKind::BackwardAllReduce);
       clear_progress();
@@ -296,6 +300,8 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
         event[kind + "_ms"] = step.seconds[size_t(k)] * 1e3;
       }
       emit(event);
+      t0 = Clock::now();
+      timed_iters = 0;
     }
     iter_num += 1;
     if (progress) {
