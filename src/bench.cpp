@@ -196,11 +196,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
   auto synthetic = at::make_generator<at::CPUGeneratorImpl>(uint64_t(cfg.seed));
   uint64_t batches_drawn = 0;
   for (auto& row : rows) {
-    std::shared_ptr<TensorParallelGroup> group;
-    if (cfg.backend == "sim" || row.args.model_type == "gpt")
-      group = make_tp_group(row.args);
-    else
-      group = std::make_shared<ProcessTensorParallelGroup>(row.args.tp_size, mesh.tp);
+    const auto group = tensor_parallel_group(row.args, cfg, mesh);
     GPT model = build_model(row.args, group, cfg.seed, device, dtype);
     model->train();
     AdamW optimizer(model->param_slots(), cfg.weight_decay, cfg.beta1, cfg.beta2);

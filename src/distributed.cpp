@@ -250,6 +250,12 @@ ProcessMesh make_process_mesh(const TrainConfig& cfg, const LaunchEnv& env, std:
   return mesh;
 }
 
+std::shared_ptr<TensorParallelGroup> tensor_parallel_group(const ModelArgs& args, const TrainConfig& cfg,
+                                                           const ProcessMesh& mesh) {
+  if (cfg.backend == "sim" || args.model_type == "gpt") return std::make_shared<SimulatedGroup>(args.tp_size);
+  return std::make_shared<ProcessTensorParallelGroup>(args.tp_size, mesh.tp);
+}
+
 torch::Device device_for_rank(torch::Device requested, const TrainConfig& cfg, const LaunchEnv& env) {
   if (cfg.backend != "nccl") return requested;
   if (!requested.is_cuda()) throw UserError("backend='nccl' runs on GPUs: set device='cuda' (or use backend='gloo')");

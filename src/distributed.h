@@ -10,6 +10,7 @@
 
 #include "comm.h"
 #include "config.h"
+#include "model_args.h"
 
 namespace dgpt {
 
@@ -53,6 +54,11 @@ ProcessMesh make_process_mesh(const TrainConfig& cfg, const LaunchEnv& env, std:
 // The device of this rank: with backend 'nccl' every rank has its own GPU, cuda:LOCAL_RANK unless
 // the config names one (then every rank uses that index: one rank per machine). Throws UserError.
 torch::Device device_for_rank(torch::Device requested, const TrainConfig& cfg, const LaunchEnv& env);
+
+// The tensor-parallel group a model of `args` uses in this run: simulated for backend 'sim' and for
+// the dense model (nothing to split), else this process's share of the mesh's TP group.
+std::shared_ptr<TensorParallelGroup> tensor_parallel_group(const ModelArgs& args, const TrainConfig& cfg,
+                                                           const ProcessMesh& mesh);
 
 // The tensor-parallel group of a real run: L = tp_size / W shards here, the rest in the other W-1
 // processes. Tallies what it sends, with the wall time of each collective.

@@ -76,7 +76,7 @@ GPT model_from_checkpoint(const Checkpoint& ckpt, int64_t tp_size, const std::st
     args.tp_size = tp_size;
   }
   args.dropout = 0.0;
-  GPT model(args, make_tp_group(args));
+  GPT model(args, std::make_shared<SimulatedGroup>(args.tp_size));  // inference runs in one process
   model->load_dense_state(ckpt.model);
   model->to(device, dtype);
   model->eval();

@@ -46,10 +46,6 @@ ModelArgs model_args_from(const TrainConfig& cfg, int64_t vocab_size) {
   return a;
 }
 
-std::shared_ptr<TensorParallelGroup> make_tp_group(const ModelArgs& args) {
-  return std::make_shared<SimulatedGroup>(args.tp_size);
-}
-
 std::string human_bytes(double bytes) {
   const char* units[] = {"B", "KB", "MB", "GB", "TB"};
   int u = 0;

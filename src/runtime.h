@@ -1,4 +1,4 @@
-// Turning user-facing settings into what torch needs: device, dtype, model args, the TP group.
+// Turning user-facing settings into what torch needs: device, dtype, model args.
 #pragma once
 #include <torch/torch.h>
 
@@ -6,7 +6,6 @@
 #include <memory>
 #include <string>
 
-#include "comm.h"
 #include "config.h"
 #include "model_args.h"
 
@@ -20,8 +19,6 @@ torch::Device resolve_device(const std::string& device, bool explicitly_set, std
 torch::Dtype resolve_dtype(const std::string& dtype, torch::Device device, std::ostream& notices);
 // The model a config describes, with the dataset's vocabulary size.
 ModelArgs model_args_from(const TrainConfig& cfg, int64_t vocab_size);
-// The tensor-parallel group of this run: every shard in this process (backend 'sim').
-std::shared_ptr<TensorParallelGroup> make_tp_group(const ModelArgs& args);
 // "12.3 MB" style sizes.
 std::string human_bytes(double bytes);
 

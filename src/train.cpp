@@ -176,11 +176,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   } else {
     args = model_args_from(cfg, dataset_vocab_size(data_dir));
   }
-  std::shared_ptr<TensorParallelGroup> group;
-  if (cfg.backend == "sim")
-    group = make_tp_group(args);
-  else
-    group = std::make_shared<ProcessTensorParallelGroup>(args.tp_size, mesh.tp);
+  const auto group = tensor_parallel_group(args, cfg, mesh);
   GPT model(args, group);
   model->load_dense_state(cfg.init_from == "resume" ? resumed.model : init_dense_weights(args, cfg.seed));
   model->to(device, dtype);
