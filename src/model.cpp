@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 
 #include "block.h"

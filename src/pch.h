@@ -1,6 +1,7 @@
 // Precompiled header: the heavy, stable includes shared by every torch translation unit.
 #pragma once
 #include <torch/torch.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
