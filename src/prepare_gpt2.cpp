@@ -25,6 +25,7 @@
 
 #include "bpe.h"
 #include "files.h"
+#include "human_format.h"
 #include "prepare.h"
 #include "pyliteral.h"
 
@@ -39,25 +40,6 @@ void write_gpt2_meta(const std::string& out_dir) {
   meta["tokenizer"] = "gpt2";
   meta["vocab_size"] = Gpt2Bpe::kVocabSize;
   write_file_atomically(out_dir + "/meta.json", meta.dump(1) + "\n");
-}
-
-// 1234567 -> "1,234,567"
-std::string grouped(uint64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
-  return s;
-}
-
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-  int u = 0;
-  while (b >= 1000 && u < 4) {
-    b /= 1000;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
-  return buf;
 }
 
 std::string human_count(double v) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "config.h"
+#include "human_format.h"
 #include "model_args.h"
 
 namespace dgpt {
@@ -19,7 +20,5 @@ torch::Device resolve_device(const std::string& device, bool explicitly_set, std
 torch::Dtype resolve_dtype(const std::string& dtype, torch::Device device, std::ostream& notices);
 // The model a config describes, with the dataset's vocabulary size.
 ModelArgs model_args_from(const TrainConfig& cfg, int64_t vocab_size);
-// "12.3 MB" style sizes.
-std::string human_bytes(double bytes);
 
 }  // namespace dgpt
