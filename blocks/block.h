@@ -30,7 +30,6 @@ class ResidualStream {
   void add_per_shard(const torch::Tensor& z);
   // Replaces the replicated stream (a block that took replicated() and computed its output).
   void set_replicated(torch::Tensor x);
-  bool is_per_shard() const { return per_shard_; }
 
  private:
   TensorParallelGroup& group_;

@@ -5,8 +5,6 @@
 
 namespace dgpt::compat {
 
-constexpr bool kHasSdpa = TORCH_VERSION_MAJOR >= 2;
-
 // Causal scaled-dot-product attention over [batch, heads, T, head_dim].
 // LibTorch >= 2.0 has a fused kernel; 1.13 gets the explicit softmax(QK^T/sqrt(d))V.
 inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
