@@ -15,9 +15,11 @@
 #include "distributed.h"
 #include "model.h"
 #include "optim.h"
+#include "precision.h"
 #include "projection.h"
 #include "runtime.h"
 #include "tokenizer.h"
+#include "torch_compat.h"
 #include "train.h"
 
 namespace dgpt {
@@ -41,6 +43,7 @@ struct Row {
   ModelArgs args;
   // measured, per optimizer step
   double ms = 0, tokens_per_s = 0, mfu = 0, flops_per_step = 0;
+  int64_t peak_memory_bytes = -1;  // on CUDA: the most bytes tensors held during burn-in and timing
   CommTally comm;  // per step (counts, bytes, seconds)
 };
 
@@ -106,9 +109,10 @@ double flops_per_step(GPT& model, const TrainConfig& cfg) {
 }
 
 // The device's matmul throughput: the peak that MFU is measured against when none is given.
-double measure_peak_flops(torch::Device device, torch::Dtype dtype) {
+// Matmuls run in the autocast dtype when there is one (bf16 on a GPU), else the parameters'.
+double measure_peak_flops(torch::Device device, const Precision& precision) {
   const int64_t n = device.is_cuda() ? 8192 : 1024;
-  auto opts = torch::TensorOptions().device(device).dtype(device.is_cuda() ? torch::kBFloat16 : dtype);
+  auto opts = torch::TensorOptions().device(device).dtype(precision.autocast.value_or(precision.param_dtype));
   auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
   for (int i = 0; i < 2; ++i) torch::mm(a, b);
   synchronize(device);
@@ -169,14 +173,14 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
   std::ostream& notices = mesh.is_main() ? main_notices : discard;
   const torch::Device device =
       device_for_rank(resolve_device(cfg.device, cfg.device_was_set, notices), cfg, launch_env);
-  const torch::Dtype dtype = resolve_dtype(cfg.dtype, device, notices);
+  const Precision precision = resolve_precision(cfg.dtype, device, notices);
   const int64_t vocab = dataset_vocab_size(cfg.resolved_data_dir());  // GPT-2's padded 50304 without a meta.json
   std::unique_ptr<Dataset> data;
   if (opt.real_data) data = std::make_unique<Dataset>(Dataset::open(cfg.resolved_data_dir(), cfg.block_size));
   const auto nets = parse_interconnects(opt.project);
   std::vector<Row> rows = rows_for(cfg, opt, vocab);
 
-  const double peak = opt.peak_flops > 0 ? opt.peak_flops : measure_peak_flops(device, dtype);
+  const double peak = opt.peak_flops > 0 ? opt.peak_flops : measure_peak_flops(device, precision);
   out << fmt::format("peak: {:.2f} TFLOP/s ({})\n", peak / 1e12,
                      opt.peak_flops > 0 ? "given" : "measured matmul throughput of this device");
 
@@ -198,9 +202,12 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
   uint64_t batches_drawn = 0;
   for (auto& row : rows) {
     const auto group = tensor_parallel_group(row.args, cfg, mesh);
-    GPT model = build_model(row.args, group, cfg.seed, device, dtype);
+    if (device.is_cuda()) compat::cuda_reset_peak_memory(device.index());
+    GPT model = build_model(row.args, group, cfg.seed, device, precision.param_dtype);
     model->train();
     AdamW optimizer(model->param_slots(), cfg.weight_decay, cfg.beta1, cfg.beta2);
+    LossScaler scaler(precision.loss_scaling());
+    OptimizerStep optimizer_step{model, optimizer, cfg, precision, scaler, nullptr};
     auto batch_for = [&](int64_t) {
       if (data)
         return sample_batch(*data->train, cfg.batch_size, cfg.block_size,
@@ -209,8 +216,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
       return Batch{x.narrow(1, 0, cfg.block_size), x.narrow(1, 1, cfg.block_size)};
     };
     auto step = [&](int64_t it) {
-      optimizer_step(model, optimizer, cfg, it, cfg.learning_rate, 0, cfg.gradient_accumulation_steps, batch_for,
-                     nullptr);
+      optimizer_step(it, cfg.learning_rate, 0, cfg.gradient_accumulation_steps, batch_for);
     };
     for (int64_t it = 0; it < opt.burnin; ++it) step(it);
     synchronize(device);
@@ -224,23 +230,27 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     row.tokens_per_s = double(cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size) / secs;
     row.flops_per_step = flops_per_step(model, cfg);
     row.mfu = row.flops_per_step / secs / peak;
+    if (device.is_cuda()) row.peak_memory_bytes = compat::cuda_peak_allocated_bytes(device.index());
     out << fmt::format("  {}: {:.2f} ms/step\n", row.label, row.ms) << std::flush;
   }
 
   // The table, every figure with its ratio to the first row.
   const Row& base = rows.front();
   const bool real = cfg.backend != "sim";
-  out << fmt::format("\n{:<40} {:>10} {:>7} {:>12} {:>7} {:>7} {:>9} {:>9} {:>11} {:>12}{}\n", "strategy", "ms/step",
-                     "x", "tokens/s", "x", "MFU", "fwd AR", "bwd AR", "coll/step", "bytes/step",
+  out << fmt::format("\n{:<40} {:>10} {:>7} {:>12} {:>7} {:>7} {:>9} {:>9} {:>11} {:>12} {:>10}{}\n", "strategy",
+                     "ms/step", "x", "tokens/s", "x", "MFU", "fwd AR", "bwd AR", "coll/step", "bytes/step", "peak mem",
                      real ? fmt::format(" {:>10}", "comm ms") : "");
   for (auto& r : rows) {
-    out << fmt::format("{:<40} {:>10.2f} {:>7.3f} {:>12.0f} {:>7.3f} {:>6.2f}% {:>9} {:>9} {:>11} {:>12}{}\n", r.label,
-                       r.ms, r.ms / base.ms, r.tokens_per_s, r.tokens_per_s / base.tokens_per_s, 100 * r.mfu,
+    out << fmt::format("{:<40} {:>10.2f} {:>7.3f} {:>12.0f} {:>7.3f} {:>6.2f}% {:>9} {:>9} {:>11} {:>12} {:>10}{}\n",
+                       r.label, r.ms, r.ms / base.ms, r.tokens_per_s, r.tokens_per_s / base.tokens_per_s, 100 * r.mfu,
                        r.comm.count_of(CommKind::ForwardAllReduce), r.comm.count_of(CommKind::BackwardAllReduce),
                        r.comm.total_count(), human_bytes(double(r.comm.total_bytes())),
+                       r.peak_memory_bytes < 0 ? "n/a" : human_bytes(double(r.peak_memory_bytes)),
                        real ? fmt::format(" {:>10.2f}", r.comm.total_seconds() * 1e3) : "");
   }
-  out << fmt::format("(peak memory: {})\n", device.is_cuda() ? "see nvidia-smi; not tracked yet" : "n/a on the CPU");
+  out << fmt::format("(precision: {}; peak mem: {})\n", precision.describe(),
+                     device.is_cuda() ? "the most bytes tensors held on the GPU in a row's steps"
+                                      : "tracked on CUDA only");
 
   // Projections: measured compute (a simulated step sends nothing) + the alpha-beta communication.
   nlohmann::json projections = nlohmann::json::array();
@@ -288,6 +298,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     nlohmann::json j;
     j["peak_flops"] = peak;
     j["device"] = device.str();
+    j["precision"] = precision.describe();
     j["backend"] = cfg.backend;
     j["iters"] = opt.iters;
     j["tokens_per_step"] = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size;
@@ -305,7 +316,8 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
                          {"flops_per_step", r.flops_per_step},
                          {"collectives_per_step", r.comm.total_count()},
                          {"bytes_per_step", r.comm.total_bytes()},
-                         {"comm_ms_per_step", r.comm.total_seconds() * 1e3}};
+                         {"comm_ms_per_step", r.comm.total_seconds() * 1e3},
+                         {"peak_memory_bytes", r.peak_memory_bytes < 0 ? nlohmann::json() : nlohmann::json(r.peak_memory_bytes)}};
       for (int k = 0; k < kCommKinds; ++k) {
         row[comm_kind_name(CommKind(k))] = r.comm.count[size_t(k)];
         row[std::string(comm_kind_name(CommKind(k))) + "_bytes"] = r.comm.bytes[size_t(k)];

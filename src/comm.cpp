@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "torch_compat.h"
+
 namespace dgpt {
 
 using torch::autograd::AutogradContext;
@@ -62,24 +64,35 @@ TensorParallelGroup& group_from(const c10::IValue& v) {
   return *reinterpret_cast<TensorParallelGroup*>(static_cast<intptr_t>(v.toInt()));
 }
 
+// Under autocast, f and g send its lower-precision dtype, as Megatron's bf16 all-reduces do; what
+// comes out has the dtype that went in. Decided in the forward pass, where autocast is visible.
+at::ScalarType communication_dtype(const torch::Tensor& t) {
+  const auto type = t.device().type();
+  if (t.is_floating_point() && t.scalar_type() != at::kDouble && compat::autocast_enabled(type))
+    return compat::autocast_dtype(type);
+  return t.scalar_type();
+}
+
 struct CopyToShards : torch::autograd::Function<CopyToShards> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
     ctx->saved_data["group"] = group;
+    ctx->saved_data["comm_dtype"] = int64_t(communication_dtype(x));
     return x.unsqueeze(0);
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
-    auto g = grads[0].sum(0);  // already [1,...]: sum(0) drops the shard dimension
+    const auto comm_dtype = at::ScalarType(ctx->saved_data["comm_dtype"].toInt());
+    auto g = grads[0].sum(0).to(comm_dtype);  // already [1,...]: sum(0) drops the shard dimension
     group_from(ctx->saved_data["group"]).all_reduce_sum_(g, CommKind::BackwardAllReduce);
-    return {g, torch::Tensor()};
+    return {g.to(grads[0].scalar_type()), torch::Tensor()};
   }
 };
 
 struct ReduceFromShards : torch::autograd::Function<ReduceFromShards> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& partials, int64_t group) {
     ctx->saved_data["local_shards"] = partials.size(0);
-    auto sum = partials.sum(0);
+    auto sum = partials.sum(0).to(communication_dtype(partials));
     group_from(group).all_reduce_sum_(sum, CommKind::ForwardAllReduce);
-    return sum;
+    return sum.to(partials.scalar_type());
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const int64_t L = ctx->saved_data["local_shards"].toInt();

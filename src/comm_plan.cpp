@@ -13,7 +13,7 @@ int64_t CommPlan::bytes_per_step() const {
          grad_norm_bytes;
 }
 
-CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t micro_steps, double grad_clip,
+CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t micro_steps, bool global_grad_norm,
                              int64_t activation_elem_bytes, int64_t param_elem_bytes) {
   CommPlan plan;
   plan.tp_size = args.tp_size;
@@ -35,7 +35,7 @@ CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t 
     plan.replicated_grad_sync = 1;
     plan.replicated_grad_bytes = shard_local_numel * param_elem_bytes;
   }
-  if (communicates && grad_clip > 0) {
+  if (communicates && global_grad_norm) {
     plan.grad_norm_allreduce = 1;
     plan.grad_norm_bytes = 8;  // one float64
   }

@@ -28,9 +28,11 @@ struct CommPlan {
   int64_t bytes_per_step() const;
 };
 
-// activation_elem_bytes: bytes per element of the all-reduced activations (4 for float32);
-// param_elem_bytes: of the gradients. A tp_size of 1 communicates nothing.
-CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t micro_steps, double grad_clip,
+// global_grad_norm: whether the step needs it (grad clipping, or float16 loss scaling, whose
+// overflow check it is); activation_elem_bytes: bytes per element of the f/g all-reduces (4 for
+// float32, 2 under bfloat16 autocast); param_elem_bytes: of the gradients. A tp_size of 1
+// communicates nothing.
+CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t micro_steps, bool global_grad_norm,
                              int64_t activation_elem_bytes, int64_t param_elem_bytes);
 
 }  // namespace dgpt

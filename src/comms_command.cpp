@@ -4,25 +4,32 @@
 #include <nlohmann/json.hpp>
 
 #include <ostream>
+#include <sstream>
 
 #include "comm_plan.h"
+#include "precision.h"
 #include "runtime.h"
 #include "tokenizer.h"
 
 namespace dgpt {
 
 void print_comm_plan(const TrainConfig& cfg, bool as_json, std::ostream& out) {
-  // Bytes as a CPU run sends them: float32 (float64 when asked for) activations and gradients.
-  const int64_t elem = cfg.dtype == "float64" ? 8 : 4;
+  // Bytes as a run on the config's device sends them (bfloat16 autocast halves the activations'
+  // on CUDA; the CPU computes in float32), whether or not that device is here.
+  std::ostringstream ignored;
+  const Precision precision = resolve_precision(cfg.dtype, configured_device(cfg.device), ignored);
   const ModelArgs args = model_args_from(cfg, dataset_vocab_size(cfg.resolved_data_dir()));
-  const CommPlan plan = plan_communications(args, cfg.batch_size, cfg.gradient_accumulation_steps, cfg.grad_clip,
-                                            elem, elem);
+  const CommPlan plan =
+      plan_communications(args, cfg.batch_size, cfg.gradient_accumulation_steps,
+                          cfg.grad_clip > 0 || precision.loss_scaling(), precision.activation_elem_bytes(),
+                          precision.param_elem_bytes());
   if (as_json) {
     nlohmann::json j;
     j["model_type"] = args.model_type;
     j["tp_size"] = args.tp_size;
     j["block_types"] = args.block_types;
     j["parallel_merge"] = args.parallel_merge;
+    j["precision"] = precision.describe();
     j["micro_steps_per_step"] = plan.micro_steps;
     j["forward_allreduce"] = plan.forward_allreduce;
     j["backward_allreduce"] = plan.backward_allreduce;
@@ -41,14 +48,14 @@ void print_comm_plan(const TrainConfig& cfg, bool as_json, std::ostream& out) {
     out << j.dump(2) << "\n";
     return;
   }
-  out << fmt::format("communication plan: {} model, tp_size {}, parallel_merge '{}'\n", args.model_type, args.tp_size,
-                     args.parallel_merge);
+  out << fmt::format("communication plan: {} model, tp_size {}, parallel_merge '{}', {} on {}\n", args.model_type,
+                     args.tp_size, args.parallel_merge, precision.describe(), cfg.device);
   out << fmt::format("{:>5}  {:<10} {:>10} {:>10}\n", "layer", "type", "fwd AR", "bwd AR");
   for (auto& r : plan.rows)
     out << fmt::format("{:>5}  {:<10} {:>10} {:>10}\n", r.layer, r.type, r.forward_allreduce, r.backward_allreduce);
   out << fmt::format("per micro-step: {} forward + {} backward all-reduces of {} each ({} x {} x {} x {} bytes)\n",
                      plan.forward_allreduce, plan.backward_allreduce, human_bytes(double(plan.activation_bytes)),
-                     cfg.batch_size, cfg.block_size, cfg.n_embd, elem);
+                     cfg.batch_size, cfg.block_size, cfg.n_embd, precision.activation_elem_bytes());
   out << fmt::format("per optimizer step ({} micro-steps): {} replicated-gradient sync ({}), {} grad-norm all-reduce\n",
                      plan.micro_steps, plan.replicated_grad_sync, human_bytes(double(plan.replicated_grad_bytes)),
                      plan.grad_norm_allreduce);

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "data.h"
+#include "precision.h"
 #include "runtime.h"
 #include "tokenizer.h"
 
@@ -28,8 +29,9 @@ std::string checkpoint_data_dir(const Checkpoint& ckpt) {
 // nanoGPT's GPT.generate: crop the context to block_size, scale the last logits by 1/temperature,
 // keep the top_k, sample. A temperature of 0 picks the most likely token.
 std::vector<int64_t> generate(GPT& model, std::vector<int64_t> ids, int64_t max_new_tokens, double temperature,
-                              int64_t top_k, torch::Device device) {
+                              int64_t top_k, torch::Device device, const Precision& precision) {
   torch::NoGradGuard no_grad;
+  AutocastScope autocast(precision);
   const int64_t block_size = model->args().block_size;
   for (int64_t n = 0; n < max_new_tokens; ++n) {
     const int64_t start = std::max<int64_t>(0, int64_t(ids.size()) - block_size);
@@ -88,9 +90,9 @@ void sample(const SampleConfig& cfg, std::ostream& out, std::ostream& notices) {
     throw UserError("init_from='" + cfg.init_from + "': only 'resume' (a checkpoint in out_dir) is supported; "
                     "OpenAI GPT-2 weights cannot be loaded");
   const torch::Device device = resolve_device(cfg.device, cfg.device_was_set, notices);
-  const torch::Dtype dtype = resolve_dtype(cfg.dtype, device, notices);
+  const Precision precision = resolve_precision(cfg.dtype, device, notices);
   const Checkpoint ckpt = load_checkpoint(cfg.out_dir + "/ckpt.pt");
-  GPT model = model_from_checkpoint(ckpt, cfg.tp_size, cfg.model_type, device, dtype);
+  GPT model = model_from_checkpoint(ckpt, cfg.tp_size, cfg.model_type, device, precision.param_dtype);
   const auto tokenizer = load_tokenizer(checkpoint_data_dir(ckpt));
 
   std::string start = cfg.start;
@@ -107,7 +109,7 @@ void sample(const SampleConfig& cfg, std::ostream& out, std::ostream& notices) {
   torch::manual_seed(uint64_t(cfg.seed));
   const CommTally before = model->group().tally();
   for (int64_t k = 0; k < cfg.num_samples; ++k) {
-    const auto ids = generate(model, start_ids, cfg.max_new_tokens, cfg.temperature, cfg.top_k, device);
+    const auto ids = generate(model, start_ids, cfg.max_new_tokens, cfg.temperature, cfg.top_k, device, precision);
     out << tokenizer->decode(ids) << "\n---------------\n" << std::flush;
   }
   const CommTally used = model->group().tally() - before;

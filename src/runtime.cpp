@@ -6,13 +6,16 @@
 
 namespace dgpt {
 
-torch::Device resolve_device(const std::string& device, bool explicitly_set, std::ostream& notices) {
-  torch::Device dev(torch::kCPU);
+torch::Device configured_device(const std::string& device) {
   try {
-    dev = torch::Device(device);
+    return torch::Device(device);
   } catch (const std::exception&) {
     throw UserError("device='" + device + "' is not a device (use 'cpu', 'cuda' or 'cuda:N')");
   }
+}
+
+torch::Device resolve_device(const std::string& device, bool explicitly_set, std::ostream& notices) {
+  const torch::Device dev = configured_device(device);
   if (dev.is_cuda() && !torch::cuda::is_available()) {
     if (explicitly_set)
       throw UserError("device='" + device + "' but no CUDA device is available to this LibTorch (use --device=cpu)");
@@ -21,13 +24,6 @@ torch::Device resolve_device(const std::string& device, bool explicitly_set, std
   }
   if (!dev.is_cpu() && !dev.is_cuda()) throw UserError("device='" + device + "' is not supported (use 'cpu' or 'cuda')");
   return dev;
-}
-
-torch::Dtype resolve_dtype(const std::string& dtype, torch::Device device, std::ostream& notices) {
-  if (dtype == "float64") return torch::kDouble;
-  if (device.is_cuda() && (dtype == "bfloat16" || dtype == "float16"))
-    notices << "notice: dtype='" << dtype << "' autocast is not implemented yet; computing in float32\n";
-  return torch::kFloat;
 }
 
 ModelArgs model_args_from(const TrainConfig& cfg, int64_t vocab_size) {

@@ -1,7 +1,15 @@
 // Every difference between LibTorch 1.13 (Debian) and 2.x (CUDA builds) lives here.
 #pragma once
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+
+#ifdef DGPT_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#define DGPT_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 namespace dgpt::compat {
 
@@ -21,6 +29,58 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
   att = torch::softmax(att, -1);
   if (training && dropout_p > 0) att = torch::dropout(att, dropout_p, true);
   return torch::matmul(att, v);
+#endif
+}
+
+// Autocast state of the calling thread for one device type (CPU or CUDA). 2.4 replaced the
+// per-device functions with ones taking the device type.
+inline bool autocast_enabled(c10::DeviceType type) {
+#if DGPT_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(type);
+#else
+  return type == c10::DeviceType::CUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+
+inline at::ScalarType autocast_dtype(c10::DeviceType type) {
+#if DGPT_TORCH_AT_LEAST(2, 4)
+  return at::autocast::get_autocast_dtype(type);
+#else
+  return type == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+inline void set_autocast(c10::DeviceType type, bool enabled, at::ScalarType dtype) {
+#if DGPT_TORCH_AT_LEAST(2, 4)
+  at::autocast::set_autocast_enabled(type, enabled);
+  at::autocast::set_autocast_dtype(type, dtype);
+#else
+  if (type == c10::DeviceType::CUDA) {
+    at::autocast::set_enabled(enabled);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  } else {
+    at::autocast::set_cpu_enabled(enabled);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  }
+#endif
+}
+
+// Peak bytes held by tensors on a CUDA device since the last reset; -1 without CUDA.
+inline int64_t cuda_peak_allocated_bytes(c10::DeviceIndex device) {
+#ifdef DGPT_WITH_CUDA
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+  return stats.allocated_bytes[0].peak;  // [0]: the aggregate over pool kinds
+#else
+  (void)device;
+  return -1;
+#endif
+}
+
+inline void cuda_reset_peak_memory(c10::DeviceIndex device) {
+#ifdef DGPT_WITH_CUDA
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device);
+#else
+  (void)device;
 #endif
 }
 

@@ -17,6 +17,7 @@
 #include "files.h"
 #include "model.h"
 #include "optim.h"
+#include "precision.h"
 #include "runtime.h"
 #include "tokenizer.h"
 
@@ -42,8 +43,9 @@ std::string format_duration(double s) {
 
 // Mean loss over eval_iters batches of each split, batches keyed by (seed, split, iter, k).
 std::pair<double, double> estimate_loss(GPT& model, const Dataset& data, const TrainConfig& cfg, int64_t iter,
-                                        torch::Device device) {
+                                        torch::Device device, const Precision& precision) {
   torch::NoGradGuard no_grad;
+  AutocastScope autocast(precision);
   model->eval();
   double losses[2];
   const char* splits[2] = {"train", "val"};
@@ -120,15 +122,18 @@ struct NullBuffer : std::streambuf {
 
 }  // namespace
 
-torch::Tensor optimizer_step(GPT& model, AdamW& optimizer, const TrainConfig& cfg, int64_t iter, double lr,
-                             int64_t first_micro, int64_t micro_count,
-                             const std::function<Batch(int64_t micro)>& batch_for, Collectives* data_parallel) {
+torch::Tensor OptimizerStep::operator()(int64_t iter, double lr, int64_t first_micro, int64_t micro_count,
+                                       const std::function<Batch(int64_t micro)>& batch_for) {
   torch::Tensor loss_sum;
   for (int64_t micro = first_micro; micro < first_micro + micro_count; ++micro) {
     torch::manual_seed(mix_seed({uint64_t(cfg.seed), kDropout, uint64_t(iter), uint64_t(micro)}));
     const Batch batch = batch_for(micro);
-    auto loss = model->forward(batch.x, batch.y).loss / double(cfg.gradient_accumulation_steps);
-    loss.backward();
+    torch::Tensor loss;
+    {
+      AutocastScope autocast(precision);  // the forward pass only, as torch.autocast asks
+      loss = model->forward(batch.x, batch.y).loss / double(cfg.gradient_accumulation_steps);
+    }
+    (scaler.enabled() ? loss * scaler.scale() : loss).backward();
     loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
   }
   model->sync_shard_local_grads();
@@ -137,8 +142,17 @@ torch::Tensor optimizer_step(GPT& model, AdamW& optimizer, const TrainConfig& cf
     loss_sum = loss_sum.reshape({1});
     data_parallel->all_reduce_sum_(loss_sum, "loss for the log line");  // not a training collective
   }
-  if (cfg.grad_clip > 0) clip_grad_norm(optimizer.slots(), model->group(), cfg.grad_clip);
-  optimizer.step(lr);
+  if (scaler.enabled()) {
+    // The overflow check reads the global norm back: float16 steps synchronise the host, as
+    // GradScaler's do. Every rank sees the same norm, so every rank skips the same steps.
+    scaler.unscale(optimizer.slots());
+    const auto norm = cfg.grad_clip > 0 ? clip_grad_norm(optimizer.slots(), model->group(), cfg.grad_clip)
+                                        : global_grad_norm(optimizer.slots(), model->group());
+    if (scaler.update(norm.item<double>())) optimizer.step(lr);
+  } else {
+    if (cfg.grad_clip > 0) clip_grad_norm(optimizer.slots(), model->group(), cfg.grad_clip);
+    optimizer.step(lr);
+  }
   optimizer.zero_grad();
   return loss_sum;
 }
@@ -161,7 +175,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   std::ostream& notices = mesh.is_main() ? main_notices : null_stream;
   const torch::Device device =
       device_for_rank(resolve_device(cfg.device, cfg.device_was_set, notices), cfg, launch_env);
-  const torch::Dtype dtype = resolve_dtype(cfg.dtype, device, notices);
+  const Precision precision = resolve_precision(cfg.dtype, device, notices);
   const std::string data_dir = cfg.resolved_data_dir();
   const Dataset data = Dataset::open(data_dir, cfg.block_size);
   const std::string ckpt_path = cfg.out_dir + "/ckpt.pt";
@@ -180,9 +194,11 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   const auto group = tensor_parallel_group(args, cfg, mesh);
   GPT model(args, group);
   model->load_dense_state(cfg.init_from == "resume" ? resumed.model : init_dense_weights(args, cfg.seed));
-  model->to(device, dtype);
+  model->to(device, precision.param_dtype);
   model->train();
   AdamW optimizer(model->param_slots(), cfg.weight_decay, cfg.beta1, cfg.beta2);
+  LossScaler scaler(precision.loss_scaling());
+  OptimizerStep optimizer_step{model, optimizer, cfg, precision, scaler, mesh.dp > 1 ? mesh.dp_group.get() : nullptr};
   int64_t iter_num = 0;
   double best_val_loss = 1e9;
   if (cfg.init_from == "resume") {
@@ -201,9 +217,12 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   // Data parallelism splits each optimizer step's micro-batches, the same set whatever dp is.
   const int64_t local_micro_steps = cfg.gradient_accumulation_steps / mesh.dp;
   const int64_t first_micro = mesh.dp_rank * local_micro_steps;
-  const auto plan = plan_communications(args, cfg.batch_size, cfg.gradient_accumulation_steps, cfg.grad_clip,
-                                        c10::elementSize(dtype), c10::elementSize(dtype));
+  const auto plan =
+      plan_communications(args, cfg.batch_size, cfg.gradient_accumulation_steps,
+                          cfg.grad_clip > 0 || precision.loss_scaling(), precision.activation_elem_bytes(),
+                          precision.param_elem_bytes());
   out << "tokens per iteration will be: " << tokens_per_iter << "\n";
+  out << "precision: " << precision.describe() << " on " << device.str() << "\n";
   out << fmt::format("number of parameters: {:.2f}M ({}, tp_size {}, {} shard(s) per process)\n",
                      double(model->num_params()) / 1e6, args.model_type, args.tp_size, group->local_shards());
   out << fmt::format("num decayed parameter tensors: {}, with {} parameters\n", optimizer.decayed_tensors(),
@@ -236,7 +255,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
     const double lr = learning_rate_at(cfg, iter_num);
 
     if (iter_num % cfg.eval_interval == 0 || cfg.eval_only) {
-      const auto [train_loss, val_loss] = estimate_loss(model, data, cfg, iter_num, device);
+      const auto [train_loss, val_loss] = estimate_loss(model, data, cfg, iter_num, device, precision);
       clear_progress();
       out << fmt::format("step {}: train loss {:.4f}, val loss {:.4f}\n", iter_num, train_loss, val_loss);
       emit({{"event", "eval"}, {"iter", iter_num}, {"train_loss", train_loss}, {"val_loss", val_loss}, {"lr", lr}});
@@ -266,8 +285,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
       return sample_batch(*data.train, cfg.batch_size, cfg.block_size,
                           mix_seed({uint64_t(cfg.seed), kTrainBatch, uint64_t(iter_num), uint64_t(micro)}), device);
     };
-    const torch::Tensor loss_sum = optimizer_step(model, optimizer, cfg, iter_num, lr, first_micro, local_micro_steps,
-                                                  batch_for, mesh.dp > 1 ? mesh.dp_group.get() : nullptr);
+    const torch::Tensor loss_sum = optimizer_step(iter_num, lr, first_micro, local_micro_steps, batch_for);
     const CommTally step = group->tally() - before;
     timed_iters += 1;
 
@@ -283,13 +301,20 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
       const std::string comm_time =
           cfg.backend == "sim" ? "" : fmt::format(" in {:.2f}ms", step.total_seconds() * 1e3);
       out << fmt::format("iter {}: loss {:.4f}, lr {:.3e}, time {:.2f}ms, {:.0f} tok/s, comms {} fwd + {} bwd + {} other "
-                         "collectives, {}/step{}\n",
+                         "collectives, {}/step{}",
                          iter_num, loss, lr, dt * 1e3, tokens_per_s, fwd, bwd, step.total_count() - fwd - bwd,
-                         human_bytes(double(step.total_bytes())), comm_time);
+                         human_bytes(double(step.total_bytes())), comm_time)
+          << (scaler.enabled() ? fmt::format(", loss scale {:g} ({} steps skipped)\n", scaler.scale(),
+                                             scaler.skipped_steps())
+                               : "\n");
       nlohmann::json event{{"event", "train"}, {"iter", iter_num}, {"loss", loss}, {"lr", lr}, {"ms", dt * 1e3},
                            {"tokens_per_s", tokens_per_s}, {"collectives", step.total_count()},
                            {"comm_bytes", step.total_bytes()}};
       event["comm_ms"] = step.total_seconds() * 1e3;
+      if (scaler.enabled()) {
+        event["loss_scale"] = scaler.scale();
+        event["skipped_steps"] = scaler.skipped_steps();
+      }
       for (int k = 0; k < kCommKinds; ++k) {
         const std::string kind = comm_kind_name(CommKind(k));
         event[kind] = step.count[size_t(k)];

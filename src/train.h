@@ -7,6 +7,7 @@
 #include "data.h"
 #include "model.h"
 #include "optim.h"
+#include "precision.h"
 
 namespace dgpt {
 
@@ -15,13 +16,23 @@ double learning_rate_at(const TrainConfig& cfg, int64_t iter);
 
 class Collectives;
 
-// One optimizer step: micro-batches [first_micro, first_micro + micro_count) of step `iter`
-// forward and backward (dropout seeded by (seed, iter, micro)), the replicated-gradient sync, the
-// data-parallel gradient average when `data_parallel` is given, grad clipping, AdamW. Returns the
-// summed micro-batch losses (each divided by gradient_accumulation_steps), over every replica.
-torch::Tensor optimizer_step(GPT& model, AdamW& optimizer, const TrainConfig& cfg, int64_t iter, double lr,
-                             int64_t first_micro, int64_t micro_count,
-                             const std::function<Batch(int64_t micro)>& batch_for, Collectives* data_parallel);
+// One optimizer step, with what stays fixed across a run: micro-batches [first_micro,
+// first_micro + micro_count) of step `iter` forward (under autocast when the precision asks) and
+// backward (dropout seeded by (seed, iter, micro)), the replicated-gradient sync, the
+// data-parallel gradient average when `data_parallel` is set, loss unscaling, grad clipping,
+// AdamW (skipped when float16 gradients overflowed). Returns the summed micro-batch losses (each
+// divided by gradient_accumulation_steps), over every replica, without reading them back.
+struct OptimizerStep {
+  GPT& model;
+  AdamW& optimizer;
+  const TrainConfig& cfg;
+  const Precision& precision;
+  LossScaler& scaler;
+  Collectives* data_parallel = nullptr;
+
+  torch::Tensor operator()(int64_t iter, double lr, int64_t first_micro, int64_t micro_count,
+                           const std::function<Batch(int64_t micro)>& batch_for);
+};
 
 // Runs training to completion; progress to `out`, notices to `notices`. Throws UserError on bad input.
 void train(const TrainConfig& cfg, std::ostream& out, std::ostream& notices);

@@ -265,8 +265,16 @@ def suite_inference():
     plan = json.loads(p.stdout)
     check(plan["forward_allreduce"] == 2 + 1 + 1 + 1 + 1 and plan["backward_allreduce"] == 6, f"plan {plan}")
     check(plan["collectives_per_step"] == 3 * 12 + 2, f"collectives {plan['collectives_per_step']}")
-    check(plan["bytes_per_step"] == 3 * 12 * 4 * 32 * 32 * 4 + (2 * 32 * 2 + 3 * 2 * 32) * 4 + 8,
+    # nanoGPT's defaults, device 'cuda' and dtype 'bfloat16': f and g send bfloat16 (2 bytes).
+    check(plan["bytes_per_step"] == 3 * 12 * 4 * 32 * 32 * 2 + (2 * 32 * 2 + 3 * 2 * 32) * 4 + 8,
           f"bytes {plan['bytes_per_step']}")
+    check(plan["precision"] == "bfloat16 autocast, float32 parameters", f"precision {plan['precision']}")
+    p = run("comms", "--model_type=distributed_gpt", "--n_layer=6", "--tp_size=2", "--batch_size=4", "--block_size=32",
+            "--n_embd=32", "--n_head=4", "--gradient_accumulation_steps=3", "--device=cpu",
+            "--block_types=['tp','spd','parallel','parallel','spd','parallel']", "--json", "--dataset=shakespeare_char")
+    plan = json.loads(p.stdout)  # the CPU computes in float32 whatever dtype says
+    check(plan["bytes_per_step"] == 3 * 12 * 4 * 32 * 32 * 4 + (2 * 32 * 2 + 3 * 2 * 32) * 4 + 8,
+          f"cpu bytes {plan['bytes_per_step']}")
     p = run("comms", "--model_type=distributed_gpt", "--n_layer=6", "--tp_size=2", "--dataset=shakespeare_char")
     check("total per optimizer step" in p.stdout and p.stdout.count("\n") >= 6 + 4, p.stdout)
     # measured counts of a run equal the plan

@@ -353,7 +353,7 @@ TEST_CASE("communication counts: tally of a training step equals SPEC §3 and th
       CHECK(tally.bytes_of(CommKind::GradNormAllReduce) == 8);
       CHECK(tally.count_of(CommKind::DataParallelGrad) == 0);
 
-      const CommPlan plan = plan_communications(a, B, 1, 1.0, elem, elem);
+      const CommPlan plan = plan_communications(a, B, 1, true, elem, elem);
       CHECK(plan.forward_allreduce == want_allreduces);
       CHECK(plan.backward_allreduce == want_allreduces);
       CHECK(plan.activation_bytes == B * T * C * elem);
@@ -377,7 +377,7 @@ TEST_CASE("communication counts: tally of a training step equals SPEC §3 and th
       clip_grad_norm(model->param_slots(), model->group(), 1.0);
       CHECK(model->group().tally().total_count() == 0);
       CHECK(model->group().tally().total_bytes() == 0);
-      const CommPlan plan = plan_communications(a, B, 1, 1.0, 8, 8);
+      const CommPlan plan = plan_communications(a, B, 1, true, 8, 8);
       CHECK(plan.collectives_per_step() == 0);
       CHECK(plan.bytes_per_step() == 0);
     }
