@@ -32,11 +32,14 @@ class ResidualStream {
   void set_replicated(torch::Tensor x);
 
  private:
+  void bring_streams_up_to_date();
+
   TensorParallelGroup& group_;
   bool mean_merge_;
   bool per_shard_ = false;
   torch::Tensor x_;      // replicated stream (x0 while per-shard)
-  torch::Tensor streams_;  // x_i = f(x0) + prev_i + last_i
+  torch::Tensor streams_;  // x_i = f(x0) + prev_i + last_i (without last_i while stale)
+  bool streams_stale_ = false;
   torch::Tensor prev_;   // sum of per-shard updates before the newest block (undefined if none)
   torch::Tensor last_;   // the newest block's per-shard update (undefined if none)
 };

@@ -8,6 +8,7 @@ ResidualStream::ResidualStream(torch::Tensor x, TensorParallelGroup& group, bool
 const torch::Tensor& ResidualStream::replicated() {
   if (!per_shard_) return x_;
   per_shard_ = false;
+  streams_stale_ = false;
   if (!last_.defined()) return x_;  // entered but never updated: every stream is still x0
   // sum:  x0 + sum_i (prev_i + last_i)
   // mean: mean_i(x0 + prev_i) + sum_i last_i = x0 + sum_i (prev_i / N + last_i)
@@ -23,14 +24,24 @@ torch::Tensor ResidualStream::per_shard() {
     streams_ = copy_to_shards(x_, group_);
     per_shard_ = true;
   }
+  bring_streams_up_to_date();
   return streams_;
 }
 
 void ResidualStream::add_per_shard(const torch::Tensor& z) {
   TORCH_CHECK(per_shard_, "add_per_shard outside the per-shard region");
+  bring_streams_up_to_date();
   if (last_.defined()) prev_ = prev_.defined() ? prev_ + last_ : last_;
   last_ = z;
-  streams_ = streams_ + z;
+  streams_stale_ = true;
+}
+
+// x_i + z_i is only formed when a block reads it: the merge needs the updates, not the streams,
+// so the last block of a run saves an [L,B,T,C] addition and its backward.
+void ResidualStream::bring_streams_up_to_date() {
+  if (!streams_stale_) return;
+  streams_ = streams_ + last_;
+  streams_stale_ = false;
 }
 
 void ResidualStream::set_replicated(torch::Tensor x) {

@@ -113,7 +113,7 @@ ShardedMLPImpl::ShardedMLPImpl(const BlockContext& ctx) {
 }
 
 torch::Tensor ShardedMLPImpl::forward(const torch::Tensor& u) {
-  return shard_projection(torch::gelu(shard_linear(u, c_fc_weight, c_fc_bias)), c_proj_weight);
+  return shard_projection(compat::gelu(shard_linear(u, c_fc_weight, c_fc_bias)), c_proj_weight);
 }
 
 torch::Tensor ShardedMLPImpl::forward_summed(const torch::Tensor& u) {
@@ -123,9 +123,9 @@ torch::Tensor ShardedMLPImpl::forward_summed(const torch::Tensor& u) {
   if (u.size(0) == 1) {  // replicated input: both GEMMs are the dense layer's, over the local columns
     h = torch::matmul(u.reshape({B * T, C}), c_fc_weight.reshape({L * F, C}).t());
     if (c_fc_bias.defined()) h = h + c_fc_bias.reshape({L * F});
-    h = torch::gelu(h);
+    h = compat::gelu(h);
   } else {
-    h = torch::gelu(shard_linear(u, c_fc_weight, c_fc_bias)).permute({1, 2, 0, 3}).reshape({B * T, L * F});
+    h = compat::gelu(shard_linear(u, c_fc_weight, c_fc_bias)).permute({1, 2, 0, 3}).reshape({B * T, L * F});
   }
   return summed_projection(h, c_proj_weight, B, T);
 }

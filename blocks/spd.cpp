@@ -24,8 +24,13 @@ class SpdBlock : public BlockImpl {
     auto a = residual_dropout(w_->attn(w_->ln_1(x_shards, &shard_local_)), args_, is_training());
     auto bias_in_shards = w_->attn_bias.defined() ? shard_local_.use(w_->attn_bias) : torch::Tensor();
     auto y = add_bias(x_shards + a, bias_in_shards);
-    auto m = residual_dropout(w_->mlp(w_->ln_2(y, &shard_local_)), args_, is_training());
-    auto out = x + reduce_from_shards(a + m, group_);
+    auto v = w_->ln_2(y, &shard_local_);
+    // Without dropout the M_i are only ever summed: one GEMM over the shards' concatenated c_proj
+    // columns gives their sum, as in the tp block, instead of L partial outputs summed after.
+    const bool per_shard_dropout = is_training() && args_.dropout > 0;
+    auto partials = per_shard_dropout ? a + residual_dropout(w_->mlp(v), args_, true)
+                                      : a.sum(0, /*keepdim=*/true) + w_->mlp->forward_summed(v);
+    auto out = x + reduce_from_shards(partials, group_);
     stream.set_replicated(add_bias(add_bias(out, w_->attn_bias), w_->mlp_bias));
   }
 

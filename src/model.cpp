@@ -50,7 +50,7 @@ class DenseBlock : public BlockImpl {
                                       is_training());
     y = y.transpose(1, 2).contiguous().view({B, T, C});
     auto h = x + maybe_dropout(attn_proj_(y), args_.dropout, is_training());
-    auto m = mlp_proj_(torch::gelu(c_fc_(layer_norm(h, ln_2_w_, ln_2_b_))));
+    auto m = mlp_proj_(compat::gelu(c_fc_(layer_norm(h, ln_2_w_, ln_2_b_))));
     stream.set_replicated(h + maybe_dropout(m, args_.dropout, is_training()));
   }
 

@@ -32,6 +32,32 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 #endif
 }
 
+#if TORCH_VERSION_MAJOR < 2
+// LibTorch 1.13's CPU gelu_backward returns zeros or garbage when the incoming gradient is not
+// contiguous, as it is after a permute (tests/test_ops.cpp shows it). This GELU hands it a
+// contiguous one.
+struct GeluWithContiguousGrad : torch::autograd::Function<GeluWithContiguousGrad> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
+    ctx->save_for_backward({x});
+    return at::gelu(x);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const auto x = ctx->get_saved_variables()[0];
+    return {at::gelu_backward(grads[0].contiguous(), x)};
+  }
+};
+#endif
+
+// The exact (erf) GELU of nanoGPT's MLP.
+inline torch::Tensor gelu(const torch::Tensor& x) {
+#if TORCH_VERSION_MAJOR < 2
+  return GeluWithContiguousGrad::apply(x);
+#else
+  return torch::gelu(x);
+#endif
+}
+
 // Autocast state of the calling thread for one device type (CPU or CUDA). 2.4 replaced the
 // per-device functions with ones taking the device type.
 inline bool autocast_enabled(c10::DeviceType type) {

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "test_util.h"
+#include "torch_compat.h"
 
 using namespace dgpt;
 using namespace dgpt::test;
@@ -244,4 +245,19 @@ TEST_CASE("shards_from_dense / dense_from_shards round trip and own what SPEC §
     auto want = torch::tensor({4., 5., 6., 7., 16., 17., 18., 19., 28., 29., 30., 31.}, kF64);
     CHECK(torch::equal(s, want));
   }
+}
+
+TEST_CASE("compat::gelu: the same gradient whatever the incoming gradient's layout", "[ops][gelu]") {
+  // LibTorch 1.13's CPU gelu_backward gets a non-contiguous gradient wrong (zeros or garbage);
+  // the sharded MLP permutes right after GELU, so compat::gelu must not depend on it.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  const auto x0 = torch::randn({2, 3, 8, 32}, gen);
+  const auto grad = torch::randn({3, 8, 2, 32}, gen).permute({2, 0, 1, 3});  // x's shape, permuted strides
+  REQUIRE_FALSE(grad.is_contiguous());
+  auto x = x0.clone().requires_grad_(true);
+  compat::gelu(x).backward(grad);
+  auto x_ref = x0.to(torch::kDouble).requires_grad_(true);
+  (0.5 * x_ref * (1.0 + torch::erf(x_ref / std::sqrt(2.0)))).backward(grad.to(torch::kDouble));
+  CHECK(rel_diff(x.grad(), x_ref.grad()) < 1e-6);
+  CHECK(rel_diff(compat::gelu(x0), torch::gelu(x0)) == 0.0);
 }
