@@ -144,18 +144,31 @@ CommTally per_step(const CommTally& total, int64_t iters) {
 }
 
 // Median seconds of all-reduces of each size over the TP group, for the alpha-beta fit.
+// All-reduce times over the TP group, size by size, measured as a training step meets them: each
+// one after a burst of compute (the cores busy, as between a step's collectives), not back to back
+// on idle cores, whose wake-up alone can cost more than the transfer. Sizes: 8 bytes (the grad
+// norm) and 4 KB to 16 MB. Means, not medians: a step's communication time is a sum, and on a
+// busy machine the times are far from normal (mostly fast, sometimes a scheduler tick slower).
+constexpr int kSweepReps = 30;
+
 std::vector<std::pair<double, double>> sweep_allreduce(Collectives& tp) {
+  auto a = torch::randn({256, 256}), b = torch::randn({256, 256});
+  auto compute_burst = [&] {
+    for (int i = 0; i < 8; ++i) a = torch::mm(a, b).div_(16.0);
+  };
+  std::vector<int64_t> sizes{8};
+  for (int64_t bytes = 4096; bytes <= (int64_t(16) << 20); bytes *= 4) sizes.push_back(bytes);
   std::vector<std::pair<double, double>> samples;
-  for (int64_t bytes = 4096; bytes <= (int64_t(16) << 20); bytes *= 4) {
+  for (const int64_t bytes : sizes) {
     auto t = torch::ones({bytes / 4}, torch::kFloat);
-    std::vector<double> times;
-    for (int rep = 0; rep < 12; ++rep) {
+    double total = 0;
+    for (int rep = 0; rep < 2 + kSweepReps; ++rep) {
+      compute_burst();
       const auto t0 = Clock::now();
       tp.all_reduce_sum_(t, "alpha-beta sweep");
-      if (rep >= 2) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      if (rep >= 2) total += std::chrono::duration<double>(Clock::now() - t0).count();
     }
-    std::sort(times.begin(), times.end());
-    samples.emplace_back(double(bytes), times[times.size() / 2]);
+    samples.emplace_back(double(bytes), total / kSweepReps);
   }
   return samples;
 }
@@ -189,7 +202,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     if (cfg.backend != "gloo" || mesh.tp_procs < 2)
       throw UserError("fit_alpha_beta needs backend='gloo' and 2 or more processes (dgpt launch --nproc N -- bench ...)");
     const auto samples = sweep_allreduce(*mesh.tp);
-    out << "Gloo all-reduce over the TP group (median of 10):";
+    out << fmt::format("Gloo all-reduce over the TP group, each after a compute burst (mean of {}):", kSweepReps);
     for (auto& [bytes, secs] : samples) out << fmt::format(" {}: {:.3f} ms;", human_bytes(bytes), secs * 1e3);
     out << "\n";
     fit = std::make_unique<AlphaBetaFit>(fit_alpha_beta("gloo-fit", mesh.tp_procs, samples));

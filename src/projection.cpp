@@ -59,17 +59,23 @@ double ring_allreduce_seconds(const Interconnect& net, int64_t n, double bytes) 
 
 AlphaBetaFit fit_alpha_beta(const std::string& name, int64_t n, const std::vector<std::pair<double, double>>& samples) {
   if (n < 2 || samples.size() < 2) throw UserError("fitting alpha and beta needs n >= 2 and two or more sizes");
-  // Ordinary least squares of t = a + b * bytes.
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  // Least squares of t = a + b * bytes in relative terms (weights 1/t^2): sizes span four orders
+  // of magnitude, and plain least squares would fit the largest and ignore the latency term.
+  double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (auto& [x, y] : samples) {
-    sx += x;
-    sy += y;
-    sxx += x * x;
-    sxy += x * y;
+    if (!(y > 0)) throw UserError("fitting alpha and beta needs positive times");
+    const double w = 1.0 / (y * y);
+    sw += w;
+    sx += w * x;
+    sy += w * y;
+    sxx += w * x * x;
+    sxy += w * x * y;
   }
+  const double b = (sw * sxy - sx * sy) / (sw * sxx - sx * sx);
+  const double a = (sy - b * sx) / sw;
   const double m = double(samples.size());
-  const double b = (m * sxy - sx * sy) / (m * sxx - sx * sx);
-  const double a = (sy - b * sx) / m;
+  sy = 0;
+  for (auto& s : samples) sy += s.second;
   double ss_res = 0, ss_tot = 0;
   for (auto& [x, y] : samples) {
     ss_res += (y - (a + b * x)) * (y - (a + b * x));

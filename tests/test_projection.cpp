@@ -65,3 +65,20 @@ TEST_CASE("alpha-beta fit recovers the model from exact samples", "[projection]"
   CHECK(noisy.model.bandwidth_Bps == Approx(2e9).epsilon(0.05));
   CHECK_THROWS_AS(dgpt::fit_alpha_beta("fit", 1, samples), dgpt::UserError);
 }
+
+TEST_CASE("alpha-beta fit weighs every size by its relative error", "[projection]") {
+  // 5% noise on the largest all-reduce is 0.3 ms here, ten times the small ones' whole time: a
+  // plain least-squares fit would trade the latency away for it, the relative fit keeps it.
+  const dgpt::Interconnect truth{"t", 50e-6, 1e9, ""};
+  std::vector<std::pair<double, double>> samples;
+  samples.emplace_back(8.0, dgpt::ring_allreduce_seconds(truth, 2, 8.0));
+  for (double bytes = 4096; bytes <= 16 << 20; bytes *= 4)
+    samples.emplace_back(bytes, dgpt::ring_allreduce_seconds(truth, 2, bytes));
+  samples.back().second *= 1.05;
+  const auto fit = dgpt::fit_alpha_beta("fit", 2, samples);
+  for (auto& [bytes, secs] : samples) {
+    INFO(bytes << " bytes");
+    CHECK(std::abs(dgpt::ring_allreduce_seconds(fit.model, 2, bytes) - secs) / secs < 0.05);
+  }
+  CHECK(fit.model.alpha_s == Approx(50e-6).epsilon(0.05));
+}
