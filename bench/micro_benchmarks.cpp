@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "block.h"
+#include "clock.h"
 #include "comm.h"
 #include "model.h"
 #include "model_args.h"
@@ -48,15 +49,12 @@ extern char** environ;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using dgpt::Clock;
+using dgpt::seconds_since;
 
 // Activations: nanoGPT's baby GPT width (n_embd 384) with 8 heads, so that tp_size 8 divides them.
 constexpr int64_t kB = 8, kT = 256, kC = 384, kHeads = 8;
 const int64_t kTpSizes[] = {1, 2, 4, 8};
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // ---------------------------------------------------------------------------------------------
 // f and g

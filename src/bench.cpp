@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "block.h"
+#include "clock.h"
 #include "comm_plan.h"
 #include "distributed.h"
 #include "model.h"
@@ -26,16 +27,8 @@ namespace dgpt {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 void synchronize(torch::Device device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
-}
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\n");
-  const auto e = s.find_last_not_of(" \t\n");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
 struct Row {
@@ -120,7 +113,7 @@ double measure_peak_flops(torch::Device device, const Precision& precision) {
   const auto t0 = Clock::now();
   for (int i = 0; i < reps; ++i) torch::mm(a, b);
   synchronize(device);
-  return 2.0 * double(n) * double(n) * double(n) * reps / std::chrono::duration<double>(Clock::now() - t0).count();
+  return 2.0 * double(n) * double(n) * double(n) * reps / seconds_since(t0);
 }
 
 // The alpha-beta model's time for what a step sent: every collective of a kind has the same size.
@@ -166,7 +159,7 @@ std::vector<std::pair<double, double>> sweep_allreduce(Collectives& tp) {
       compute_burst();
       const auto t0 = Clock::now();
       tp.all_reduce_sum_(t, "alpha-beta sweep");
-      if (rep >= 2) total += std::chrono::duration<double>(Clock::now() - t0).count();
+      if (rep >= 2) total += seconds_since(t0);
     }
     samples.emplace_back(double(bytes), total / kSweepReps);
   }
@@ -237,7 +230,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     const auto t0 = Clock::now();
     for (int64_t it = 0; it < opt.iters; ++it) step(opt.burnin + it);
     synchronize(device);
-    const double secs = std::chrono::duration<double>(Clock::now() - t0).count() / double(opt.iters);
+    const double secs = seconds_since(t0) / double(opt.iters);
     row.comm = per_step(group->tally() - before, opt.iters);
     row.ms = secs * 1e3;
     row.tokens_per_s = double(cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size) / secs;

@@ -254,13 +254,6 @@ PyValue get_value(const Cfg& cfg, const Key<Cfg>& key) {
       key.field);
 }
 
-std::string trim(const std::string& s) {
-  size_t begin = 0, end = s.size();
-  while (begin < end && std::isspace(static_cast<unsigned char>(s[begin]))) ++begin;
-  while (end > begin && std::isspace(static_cast<unsigned char>(s[end - 1]))) --end;
-  return s.substr(begin, end - begin);
-}
-
 // A statement spanning lines is quoted on one line in notices.
 std::string one_line(const std::string& s) {
   std::string out;

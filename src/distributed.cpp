@@ -14,6 +14,7 @@
 #include <numeric>
 #include <ostream>
 
+#include "clock.h"
 #include "pyliteral.h"
 
 namespace dgpt {
@@ -274,10 +275,9 @@ void ProcessTensorParallelGroup::all_reduce_sum_(torch::Tensor& t, CommKind kind
   if (procs_ == 1) {  // every shard is here: nothing is sent, and a real run reports what it sends
     return;
   }
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   tp_->all_reduce_sum_(t, comm_kind_name(kind));
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  tally_.record(kind, t.numel() * t.element_size(), secs);
+  tally_.record(kind, t.numel() * t.element_size(), seconds_since(t0));
 }
 
 torch::Tensor ProcessTensorParallelGroup::gather_shards(const torch::Tensor& local) {

@@ -559,4 +559,11 @@ std::string PyValue::repr() const {
 
 PyValue parse_py_literal(const std::string& text) { return LiteralParser(text).parse(); }
 
+std::string trim(const std::string& s) {
+  size_t begin = 0, end = s.size();
+  while (begin < end && std::isspace(static_cast<unsigned char>(s[begin]))) ++begin;
+  while (end > begin && std::isspace(static_cast<unsigned char>(s[end - 1]))) --end;
+  return s.substr(begin, end - begin);
+}
+
 }  // namespace dgpt

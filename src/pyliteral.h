@@ -39,4 +39,7 @@ inline bool operator!=(const PyValue& a, const PyValue& b) { return !(a == b); }
 // Throws UserError naming the offending text on anything else.
 PyValue parse_py_literal(const std::string& text);
 
+// `s` without leading and trailing whitespace.
+std::string trim(const std::string& s);
+
 }  // namespace dgpt

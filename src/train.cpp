@@ -11,6 +11,7 @@
 #include <ostream>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "comm_plan.h"
 #include "data.h"
 #include "distributed.h"
@@ -27,12 +28,6 @@ namespace {
 
 // Stream identifiers mixed into seeds, so train batches, eval batches and dropout never share one.
 enum SeedStream : uint64_t { kTrainBatch = 1, kEvalBatch = 2, kDropout = 3 };
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 std::string format_duration(double s) {
   const int64_t total = int64_t(s + 0.5);
