@@ -21,9 +21,9 @@
 #include <string>
 #include <thread>
 
-#include "bpe.h"
-#include "prepare_gpt2.h"
-#include "pyliteral.h"
+#include "files/bpe.h"
+#include "files/prepare_gpt2.h"
+#include "base/errors.h"
 
 using namespace dgpt;
 

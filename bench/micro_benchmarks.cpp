@@ -39,11 +39,11 @@
 #include <thread>
 #include <vector>
 
-#include "block.h"
-#include "clock.h"
-#include "comm.h"
-#include "model.h"
-#include "model_args.h"
+#include "blocks/block.h"
+#include "base/clock.h"
+#include "comm/tensor_parallel.h"
+#include "model/model.h"
+#include "model/model_args.h"
 
 extern char** environ;
 
@@ -129,7 +129,7 @@ void BM_Block(benchmark::State& state, std::string type, int64_t n) {
   auto grad_out = torch::randn({kB, kT, kC});
   auto step = [&] {
     ob.model->zero_grad(/*set_to_none=*/true);
-    ob.model->discard_shard_local_grads();
+    ob.model->discard_replicated_grads();
     x.mutable_grad() = torch::Tensor();
     dgpt::ResidualStream stream(x, *ob.group, /*mean_merge=*/false);
     ob.block->forward(stream);

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "comm.h"
-#include "layout.h"
-#include "model_args.h"
+#include "comm/tensor_parallel.h"
+#include "model/layout.h"
+#include "model/model_args.h"
 
 namespace dgpt {
 
@@ -47,9 +47,8 @@ class ResidualStream {
 // What a block needs to know to build itself.
 struct BlockContext {
   ModelArgs args;
-  int64_t layer = 0;
   TensorParallelGroup* group = nullptr;
-  ShardLocalGrads* shard_local_grads = nullptr;
+  ReplicatedGradSync* replicated_grads = nullptr;  // where shard-region uses of replicated params go
 };
 
 class BlockImpl : public torch::nn::Module {
@@ -61,13 +60,39 @@ class BlockImpl : public torch::nn::Module {
 
 using BlockFactory = std::function<std::shared_ptr<BlockImpl>(const BlockContext&)>;
 
-std::shared_ptr<BlockImpl> make_block(const std::string& type, const BlockContext& ctx);
+// Everything the rest of dgpt may know about a block type, stated once by the type's own file in
+// blocks/ and registered by one line in blocks/registry.cpp. Nothing outside blocks/ names a type.
+struct BlockType {
+  std::string name;
+  BlockFactory make;
+  // The communication plan (SPEC §3): all-reduces per forward pass of one block. A block that
+  // keeps per-shard streams costs nothing itself; its whole run costs one (at the merge).
+  int64_t forward_allreduces = 0;
+  bool keeps_shard_streams = false;
+  // Whether the block has the replicated attn.c_proj.bias and mlp.c_proj.bias (when `bias`).
+  bool c_proj_biases = true;
+  // Whether it computes the same function at every tp_size (so its weights may be run, resumed
+  // or evaluated at another tp_size, or as the dense model).
+  bool same_function_at_every_tp_size = false;
+  // Elements of its replicated parameters used inside the shard region: the block's share of the
+  // replicated-gradient sync (SPEC §2).
+  std::function<int64_t(const ModelArgs&)> replicated_grad_sync_numel;
+};
+
+// The registered type of this name; throws UserError for an unknown one.
+const BlockType& block_type(const std::string& name);
 std::vector<std::string> known_block_types();
-// Which parameters, per block of this type, are replicated but used in the shard region (their
-// element count): the payload of the replicated-gradient sync in the communication plan.
-int64_t shard_local_replicated_numel(const std::string& type, const ModelArgs& args);
+// Megatron-LM's block, the baseline every strategy is compared with (and nanoGPT's dense block
+// at every tp_size).
+const std::string& baseline_block_type();
+
+std::shared_ptr<BlockImpl> make_block(const BlockContext& ctx, const std::string& type);
 // Forward all-reduces of each block in one pass (SPEC §3: 2t + s + r in all); a run of blocks
 // that keep per-shard streams is charged its one merge at its last block.
 std::vector<int64_t> forward_allreduces_per_block(const std::vector<std::string>& block_types);
+// Whether every block of the model computes the same function at every tp_size (dense models do).
+bool same_function_at_every_tp_size(const ModelArgs& args);
+// Whether every block of the model is the baseline type (Megatron's all-tp pattern).
+bool is_baseline_pattern(const ModelArgs& args);
 
 }  // namespace dgpt

@@ -1,5 +1,5 @@
-#include "blocks.h"
-#include "pyliteral.h"
+#include "base/errors.h"
+#include "blocks/blocks.h"
 
 namespace dgpt {
 
@@ -13,16 +13,12 @@ const std::vector<BlockType>& registry() {
   };
   return types;
 }
+}  // namespace
 
-const BlockType& find(const std::string& name) {
+const BlockType& block_type(const std::string& name) {
   for (auto& t : registry())
     if (t.name == name) return t;
   throw UserError("unknown block type '" + name + "'");
-}
-}  // namespace
-
-std::shared_ptr<BlockImpl> make_block(const std::string& type, const BlockContext& ctx) {
-  return find(type).make(ctx);
 }
 
 std::vector<std::string> known_block_types() {
@@ -31,22 +27,38 @@ std::vector<std::string> known_block_types() {
   return names;
 }
 
-int64_t shard_local_replicated_numel(const std::string& type, const ModelArgs& args) {
-  return find(type).shard_local_replicated_numel(args);
+const std::string& baseline_block_type() { return registry().front().name; }
+
+std::shared_ptr<BlockImpl> make_block(const BlockContext& ctx, const std::string& type) {
+  return block_type(type).make(ctx);
 }
 
 std::vector<int64_t> forward_allreduces_per_block(const std::vector<std::string>& block_types) {
   std::vector<int64_t> counts;
   for (size_t l = 0; l < block_types.size(); ++l) {
-    const auto& type = find(block_types[l]);
+    const auto& type = block_type(block_types[l]);
     if (!type.keeps_shard_streams) {
       counts.push_back(type.forward_allreduces);
     } else {
-      const bool run_ends_here = l + 1 == block_types.size() || !find(block_types[l + 1]).keeps_shard_streams;
+      const bool run_ends_here = l + 1 == block_types.size() || !block_type(block_types[l + 1]).keeps_shard_streams;
       counts.push_back(run_ends_here ? 1 : 0);
     }
   }
   return counts;
+}
+
+bool same_function_at_every_tp_size(const ModelArgs& args) {
+  if (args.dense()) return true;
+  for (auto& t : args.block_types)
+    if (!block_type(t).same_function_at_every_tp_size) return false;
+  return true;
+}
+
+bool is_baseline_pattern(const ModelArgs& args) {
+  if (args.dense()) return false;
+  for (auto& t : args.block_types)
+    if (t != baseline_block_type()) return false;
+  return true;
 }
 
 }  // namespace dgpt

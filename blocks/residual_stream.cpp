@@ -1,4 +1,4 @@
-#include "block.h"
+#include "blocks/block.h"
 
 namespace dgpt {
 

@@ -1,6 +1,6 @@
-#include "sharded_layers.h"
+#include "blocks/sharded_layers.h"
 
-#include "torch_compat.h"
+#include "base/torch_compat.h"
 
 namespace dgpt {
 
@@ -15,7 +15,7 @@ torch::Tensor shard_linear(const torch::Tensor& u, const torch::Tensor& weight,
   if (u.size(0) == 1) {
     // Replicated input (right after f): one GEMM against the rows of every local shard.
     y = torch::matmul(u.reshape({B * T, in}), weight.reshape({L * out, in}).t());
-    y = y.view({B * T, L, out}).permute({1, 0, 2});
+    y = y.view({B * T, L, out}).permute({1, 0, 2});  // [B*T, L*out] -> [B*T, L, out] -> [L, B*T, out]
   } else {
     y = torch::matmul(u.reshape({L, B * T, in}), weight.transpose(1, 2));
   }
@@ -34,7 +34,7 @@ torch::Tensor shard_projection(const torch::Tensor& h, const torch::Tensor& weig
 // one GEMM against the shards' concatenated columns -> [1, B, T, C].
 torch::Tensor summed_projection(const torch::Tensor& h, const torch::Tensor& weight, int64_t B, int64_t T) {
   const int64_t L = weight.size(0), C = weight.size(1), in = weight.size(2);
-  auto w = weight.permute({1, 0, 2}).reshape({C, L * in});
+  auto w = weight.permute({1, 0, 2}).reshape({C, L * in});  // [L, C, in] -> [C, L, in] -> [C, L*in]
   return torch::matmul(h, w.t()).view({1, B, T, C});
 }
 
@@ -50,9 +50,9 @@ LayerNormImpl::LayerNormImpl(int64_t n_embd, bool with_bias) {
   if (with_bias) bias = register_parameter("bias", torch::zeros({n_embd}));
 }
 
-torch::Tensor LayerNormImpl::forward(const torch::Tensor& x, ShardLocalGrads* shard_local) {
-  auto w = shard_local ? shard_local->use(weight) : weight;
-  auto b = bias.defined() && shard_local ? shard_local->use(bias) : bias;
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& x, ReplicatedGradSync* replicated_grads) {
+  auto w = replicated_grads ? replicated_grads->use(weight) : weight;
+  auto b = bias.defined() && replicated_grads ? replicated_grads->use(bias) : bias;
   return torch::layer_norm(x, {weight.size(0)}, w, b, 1e-5);
 }
 
@@ -75,6 +75,8 @@ torch::Tensor ShardedAttentionImpl::attend(const torch::Tensor& u) {
   const int64_t L = c_attn_weight.size(0), B = u.size(1), T = u.size(2);
   const int64_t width = heads_per_shard_ * head_dim_;
   auto qkv = shard_linear(u, c_attn_weight, c_attn_bias).split(width, -1);
+  // [L, B, T, h*hd] -> [L, B, T, h, hd] -> [L, B, h, T, hd] -> [L*B, h, T, hd]: SDPA's batch of
+  // L*B sequences, h = heads per shard, hd = head dim.
   auto to_heads = [&](const torch::Tensor& t) {
     return t.reshape({L, B, T, heads_per_shard_, head_dim_})
         .permute({0, 1, 3, 2, 4})
@@ -82,11 +84,12 @@ torch::Tensor ShardedAttentionImpl::attend(const torch::Tensor& u) {
   };
   auto y = compat::causal_attention(to_heads(qkv[0]), to_heads(qkv[1]), to_heads(qkv[2]), dropout_,
                                     is_training());
-  return y.view({L, B, heads_per_shard_, T, head_dim_});
+  return y.view({L, B, heads_per_shard_, T, head_dim_});  // [L*B, h, T, hd] -> [L, B, h, T, hd]
 }
 
 torch::Tensor ShardedAttentionImpl::forward(const torch::Tensor& u) {
   const int64_t L = c_attn_weight.size(0), B = u.size(1), T = u.size(2);
+  // [L, B, h, T, hd] -> [L, B, T, h, hd] -> [L, B, T, h*hd]: each shard's heads side by side
   auto y = attend(u).permute({0, 1, 3, 2, 4}).reshape({L, B, T, heads_per_shard_ * head_dim_});
   return shard_projection(y, c_proj_weight);
 }
@@ -99,9 +102,9 @@ torch::Tensor ShardedAttentionImpl::forward_summed(const torch::Tensor& u) {
 }
 
 void ShardedAttentionImpl::add_slots(std::vector<ParamSlot>& slots, const std::string& prefix) {
-  slots.push_back({prefix + "c_attn.weight", c_attn_weight, Layout::QkvRows});
-  if (c_attn_bias.defined()) slots.push_back({prefix + "c_attn.bias", c_attn_bias, Layout::QkvRows});
-  slots.push_back({prefix + "c_proj.weight", c_proj_weight, Layout::Cols});
+  slots.push_back({prefix + "c_attn.weight", c_attn_weight, Layout::QkvColumnParallel});
+  if (c_attn_bias.defined()) slots.push_back({prefix + "c_attn.bias", c_attn_bias, Layout::QkvColumnParallel});
+  slots.push_back({prefix + "c_proj.weight", c_proj_weight, Layout::RowParallel});
 }
 
 ShardedMLPImpl::ShardedMLPImpl(const BlockContext& ctx) {
@@ -125,15 +128,16 @@ torch::Tensor ShardedMLPImpl::forward_summed(const torch::Tensor& u) {
     if (c_fc_bias.defined()) h = h + c_fc_bias.reshape({L * F});
     h = compat::gelu(h);
   } else {
+    // [L, B, T, F] -> [B, T, L, F] -> [B*T, L*F]: shard i's hidden units at columns [i*F, (i+1)*F)
     h = compat::gelu(shard_linear(u, c_fc_weight, c_fc_bias)).permute({1, 2, 0, 3}).reshape({B * T, L * F});
   }
   return summed_projection(h, c_proj_weight, B, T);
 }
 
 void ShardedMLPImpl::add_slots(std::vector<ParamSlot>& slots, const std::string& prefix) {
-  slots.push_back({prefix + "c_fc.weight", c_fc_weight, Layout::Rows});
-  if (c_fc_bias.defined()) slots.push_back({prefix + "c_fc.bias", c_fc_bias, Layout::Rows});
-  slots.push_back({prefix + "c_proj.weight", c_proj_weight, Layout::Cols});
+  slots.push_back({prefix + "c_fc.weight", c_fc_weight, Layout::ColumnParallel});
+  if (c_fc_bias.defined()) slots.push_back({prefix + "c_fc.bias", c_fc_bias, Layout::ColumnParallel});
+  slots.push_back({prefix + "c_proj.weight", c_proj_weight, Layout::RowParallel});
 }
 
 BlockWeightsImpl::BlockWeightsImpl(const BlockContext& ctx, bool proj_biases) {

@@ -1,18 +1,19 @@
 // The pieces blocks are built from: the attention and MLP sublayers split into shards (computed
 // for all L local shards at once by batched matmuls), and LayerNorm with an optional bias.
 #pragma once
-#include "block.h"
+#include "blocks/block.h"
 
 namespace dgpt {
 
 // LayerNorm(C) with nanoGPT's optional bias. In the shard region its parameters' gradients are
-// shard-local and go through ShardLocalGrads.
+// shard-local and go through ReplicatedGradSync.
 class LayerNormImpl : public torch::nn::Module {
  public:
   LayerNormImpl(int64_t n_embd, bool bias);
-  torch::Tensor forward(const torch::Tensor& x, ShardLocalGrads* shard_local = nullptr);
+  torch::Tensor forward(const torch::Tensor& x, ReplicatedGradSync* replicated_grads = nullptr);
   void add_slots(std::vector<ParamSlot>& slots, const std::string& prefix);
-  torch::Tensor weight, bias;
+  torch::Tensor weight;  // [C]
+  torch::Tensor bias;    // [C], or undefined without bias
 };
 TORCH_MODULE(LayerNorm);
 
@@ -27,7 +28,9 @@ class ShardedAttentionImpl : public torch::nn::Module {
   // c_proj columns, as the dense layer computes it (what g needs when nothing else uses the partials).
   torch::Tensor forward_summed(const torch::Tensor& u);
   void add_slots(std::vector<ParamSlot>& slots, const std::string& prefix);  // prefix "...attn."
-  torch::Tensor c_attn_weight, c_attn_bias, c_proj_weight;
+  torch::Tensor c_attn_weight;  // [L, 3C/N, C]: each shard's q, k, v rows (QkvColumnParallel)
+  torch::Tensor c_attn_bias;    // [L, 3C/N], or undefined without bias
+  torch::Tensor c_proj_weight;  // [L, C, C/N]: each shard's columns (RowParallel)
 
  private:
   torch::Tensor attend(const torch::Tensor& u);  // -> [L, B, heads, T, head_dim]
@@ -43,7 +46,9 @@ class ShardedMLPImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& u);  // [1 or L, B, T, C] -> [L, B, T, C]
   torch::Tensor forward_summed(const torch::Tensor& u);  // -> [1, B, T, C], as in ShardedAttention
   void add_slots(std::vector<ParamSlot>& slots, const std::string& prefix);  // prefix "...mlp."
-  torch::Tensor c_fc_weight, c_fc_bias, c_proj_weight;
+  torch::Tensor c_fc_weight;    // [L, 4C/N, C] (ColumnParallel)
+  torch::Tensor c_fc_bias;      // [L, 4C/N], or undefined without bias
+  torch::Tensor c_proj_weight;  // [L, C, 4C/N] (RowParallel)
 };
 TORCH_MODULE(ShardedMLP);
 
@@ -56,9 +61,27 @@ class BlockWeightsImpl : public torch::nn::Module {
   LayerNorm ln_1{nullptr}, ln_2{nullptr};
   ShardedAttention attn{nullptr};
   ShardedMLP mlp{nullptr};
-  torch::Tensor attn_bias, mlp_bias;  // [C] or undefined
+  torch::Tensor attn_bias, mlp_bias;  // [C] each, replicated; undefined without them
 };
 TORCH_MODULE(BlockWeights);
+// What every sharded block holds: the model's args, the group behind f and g, where shard-region
+// uses of replicated parameters send their gradients, and the block's weights.
+class ShardedBlock : public BlockImpl {
+ public:
+  ShardedBlock(const BlockContext& ctx, bool c_proj_biases)
+      : args_(ctx.args),
+        group_(*ctx.group),
+        replicated_grads_(*ctx.replicated_grads),
+        w_(register_module("w", BlockWeights(ctx, c_proj_biases))) {}
+  std::vector<ParamSlot> param_slots(const std::string& prefix) override { return w_->slots(prefix); }
+
+ protected:
+  ModelArgs args_;
+  TensorParallelGroup& group_;
+  ReplicatedGradSync& replicated_grads_;
+  BlockWeights w_;
+};
+
 // t + b, or t when b is undefined.
 torch::Tensor add_bias(const torch::Tensor& t, const torch::Tensor& b);
 // Residual-branch dropout with the model's rate.

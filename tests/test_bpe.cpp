@@ -24,10 +24,10 @@
 #include <sstream>
 #include <thread>
 
-#include "bpe.h"
-#include "prepare_gpt2.h"
-#include "pyliteral.h"
-#include "tokenizer.h"
+#include "files/bpe.h"
+#include "files/prepare_gpt2.h"
+#include "base/errors.h"
+#include "files/tokenizer.h"
 
 namespace {
 

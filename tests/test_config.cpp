@@ -12,8 +12,8 @@
 #include <sstream>
 #include <unistd.h>
 
-#include "config.h"
-#include "pyliteral.h"
+#include "config/config.h"
+#include "config/pyliteral.h"
 
 namespace Catch {
 template <>

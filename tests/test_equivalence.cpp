@@ -6,8 +6,8 @@
 #include <limits>
 #include <random>
 
-#include "comm_plan.h"
-#include "optim.h"
+#include "model/comm_plan.h"
+#include "model/optim.h"
 #include "test_util.h"
 
 using namespace dgpt;
@@ -397,6 +397,6 @@ TEST_CASE("forward passes are deterministic", "[equivalence][determinism]") {
     CHECK(torch::equal(first.logits, second.logits));
     auto twin = make_model(a, dense, dtype);
     CHECK(torch::equal(twin->forward(batch.idx, batch.targets).loss, first.loss));
-    model->discard_shard_local_grads();
+    model->discard_replicated_grads();
   }
 }

@@ -1,9 +1,9 @@
 // The tensor-parallel primitives on their own (SPEC §2): f = copy_to_shards, g = reduce_from_shards,
-// ShardLocalGrads, and the dense <-> shard layouts (SPEC §1's ownership of rows and columns).
+// ReplicatedGradSync, and the dense <-> shard layouts (SPEC §1's ownership of rows and columns).
 #include <catch2/catch.hpp>
 
 #include "test_util.h"
-#include "torch_compat.h"
+#include "base/torch_compat.h"
 
 using namespace dgpt;
 using namespace dgpt::test;
@@ -120,14 +120,14 @@ TEST_CASE("f, g and g∘(per-shard nonlinearity)∘f pass a finite-difference gr
   }
 }
 
-TEST_CASE("ShardLocalGrads routes shard-region gradients of replicated params through one sync", "[ops][shard_local]") {
+TEST_CASE("ReplicatedGradSync routes shard-region gradients of replicated params through one sync", "[ops][shard_local]") {
   // Tolerance: float64, analytic gradient vs autograd + sync, 1e-12 relative (max-abs measure).
   const double kTol = 1e-12;
   const int64_t B = 2, T = 3, C = 4;
   for (int64_t N : {1, 3}) {
     CAPTURE(N);
     SimulatedGroup group(N);
-    ShardLocalGrads slg;
+    ReplicatedGradSync slg;
     torch::manual_seed(400 + N);
     auto x = torch::randn({B, T, C}, kF64);
     auto W = torch::randn({N, 1, 1, C}, kF64);
@@ -191,9 +191,9 @@ TEST_CASE("shards_from_dense / dense_from_shards round trip and own what SPEC §
     std::vector<int64_t> shape;
   };
   const std::vector<Case> cases = {
-      {"c_attn.weight", Layout::QkvRows, {3 * C, C}}, {"c_attn.bias", Layout::QkvRows, {3 * C}},
-      {"c_fc.weight", Layout::Rows, {4 * C, C}},      {"c_fc.bias", Layout::Rows, {4 * C}},
-      {"attn.c_proj.weight", Layout::Cols, {C, C}},   {"mlp.c_proj.weight", Layout::Cols, {C, 4 * C}},
+      {"c_attn.weight", Layout::QkvColumnParallel, {3 * C, C}}, {"c_attn.bias", Layout::QkvColumnParallel, {3 * C}},
+      {"c_fc.weight", Layout::ColumnParallel, {4 * C, C}},      {"c_fc.bias", Layout::ColumnParallel, {4 * C}},
+      {"attn.c_proj.weight", Layout::RowParallel, {C, C}},   {"mlp.c_proj.weight", Layout::RowParallel, {C, 4 * C}},
       {"ln.weight", Layout::Replicated, {C}},         {"wte", Layout::Replicated, {7, C}},
   };
   for (auto& c : cases) {
@@ -214,17 +214,17 @@ TEST_CASE("shards_from_dense / dense_from_shards round trip and own what SPEC §
         CAPTURE(i);
         torch::Tensor want;
         switch (c.layout) {
-          case Layout::QkvRows: {  // q rows, then k rows, then v rows of heads [i*H/N, (i+1)*H/N)
+          case Layout::QkvColumnParallel: {  // q rows, then k rows, then v rows of heads [i*H/N, (i+1)*H/N)
             const int64_t w = C / N;
             want = torch::cat({d.narrow(0, i * w, w), d.narrow(0, C + i * w, w), d.narrow(0, 2 * C + i * w, w)});
             break;
           }
-          case Layout::Rows: {
+          case Layout::ColumnParallel: {
             const int64_t w = d.size(0) / N;
             want = d.narrow(0, i * w, w);
             break;
           }
-          case Layout::Cols: {
+          case Layout::RowParallel: {
             const int64_t w = d.size(1) / N;
             want = d.narrow(1, i * w, w);
             break;
@@ -238,10 +238,10 @@ TEST_CASE("shards_from_dense / dense_from_shards round trip and own what SPEC §
       }
     }
   }
-  SECTION("QkvRows by heads: shard i of c_attn holds exactly its heads' q, k, v rows") {
+  SECTION("QkvColumnParallel by heads: shard i of c_attn holds exactly its heads' q, k, v rows") {
     // H = 6 heads of size 2 (C = 12), N = 3: shard 1 owns heads 2 and 3 -> rows 4..7 of q, k and v.
     auto d = torch::arange(3 * C, kF64).view({3 * C, 1}).expand({3 * C, C}).contiguous();
-    auto s = shards_from_dense(d, Layout::QkvRows, 3, 1, 1)[0].select(1, 0);
+    auto s = shards_from_dense(d, Layout::QkvColumnParallel, 3, 1, 1)[0].select(1, 0);
     auto want = torch::tensor({4., 5., 6., 7., 16., 17., 18., 19., 28., 29., 30., 31.}, kF64);
     CHECK(torch::equal(s, want));
   }

@@ -3,12 +3,12 @@
 // with the CPU's bfloat16 autocast, so they run everywhere.
 #include <catch2/catch.hpp>
 
-#include "comm_plan.h"
-#include "optim.h"
-#include "precision.h"
+#include "model/comm_plan.h"
+#include "model/optim.h"
+#include "model/precision.h"
 #include "test_util.h"
-#include "torch_compat.h"
-#include "train.h"
+#include "base/torch_compat.h"
+#include "run/train.h"
 
 using namespace dgpt;
 using namespace dgpt::test;
@@ -30,7 +30,7 @@ torch::Tensor loss_under(const Precision& precision, GPT& model, const test::Bat
     loss = model->forward(b.idx, b.targets).loss;
   }
   loss.backward();
-  model->sync_shard_local_grads();
+  model->sync_replicated_grads();
   return loss.detach();
 }
 

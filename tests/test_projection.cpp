@@ -1,8 +1,8 @@
 // The alpha-beta projection arithmetic, against cases computed by hand.
 #include <catch2/catch.hpp>
 
-#include "projection.h"
-#include "pyliteral.h"
+#include "comm/interconnect.h"
+#include "base/errors.h"
 
 using Catch::Matchers::Contains;
 

@@ -12,7 +12,7 @@
 #include <iostream>
 #include <string>
 
-#include "data.h"
+#include "files/data.h"
 
 namespace {
 

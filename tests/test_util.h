@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "comm.h"
-#include "layout.h"
-#include "model.h"
-#include "model_args.h"
+#include "comm/tensor_parallel.h"
+#include "model/layout.h"
+#include "model/model.h"
+#include "model/model_args.h"
 
 namespace dgpt::test {
 
@@ -102,7 +102,7 @@ inline Batch random_batch(int64_t B, int64_t T, int64_t vocab, int64_t seed) {
 inline torch::Tensor loss_and_grads(GPT& model, const Batch& b) {
   auto out = model->forward(b.idx, b.targets);
   out.loss.backward();
-  model->sync_shard_local_grads();
+  model->sync_replicated_grads();
   return out.loss.detach();
 }
 

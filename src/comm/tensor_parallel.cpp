@@ -1,0 +1,173 @@
+#include "comm/tensor_parallel.h"
+
+#include <torch/torch.h>
+
+#include "base/torch_compat.h"
+
+namespace dgpt {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+const char* comm_kind_name(CommKind kind) {
+  switch (kind) {
+    case CommKind::ForwardAllReduce: return "forward_allreduce";
+    case CommKind::BackwardAllReduce: return "backward_allreduce";
+    case CommKind::ReplicatedGradSync: return "replicated_grad_sync";
+    case CommKind::GradNormAllReduce: return "grad_norm_allreduce";
+    case CommKind::DataParallelGrad: return "data_parallel_grad";
+    case CommKind::Count: break;
+  }
+  return "?";
+}
+
+int64_t CommTally::total_count() const {
+  int64_t n = 0;
+  for (auto c : count) n += c;
+  return n;
+}
+int64_t CommTally::total_bytes() const {
+  int64_t n = 0;
+  for (auto b : bytes) n += b;
+  return n;
+}
+double CommTally::total_seconds() const {
+  double s = 0;
+  for (auto x : seconds) s += x;
+  return s;
+}
+CommTally CommTally::operator-(const CommTally& earlier) const {
+  CommTally d;
+  for (int k = 0; k < kCommKinds; ++k) {
+    d.count[k] = count[k] - earlier.count[k];
+    d.bytes[k] = bytes[k] - earlier.bytes[k];
+    d.seconds[k] = seconds[k] - earlier.seconds[k];
+  }
+  return d;
+}
+
+TensorParallelGroup::TensorParallelGroup(int64_t tp_size, int64_t procs, int64_t rank)
+    : tp_size_(tp_size), tp_procs_(procs), rank_(rank) {
+  TORCH_CHECK(tp_size >= 1 && procs >= 1 && tp_size % procs == 0 && rank >= 0 && rank < procs,
+              "bad tensor-parallel layout: tp_size ", tp_size, ", ", procs, " processes, rank ", rank);
+}
+
+void SimulatedGroup::all_reduce_sum_(torch::Tensor& t, CommKind kind) {
+  if (tp_size_ > 1) tally_.record(kind, t.numel() * t.element_size(), 0.0);
+}
+
+namespace {
+
+// Autograd functions carry the group as an integer: saved_data holds IValues only.
+int64_t group_handle(TensorParallelGroup& g) { return reinterpret_cast<intptr_t>(&g); }
+TensorParallelGroup& group_from(const c10::IValue& v) {
+  return *reinterpret_cast<TensorParallelGroup*>(static_cast<intptr_t>(v.toInt()));
+}
+
+// Under autocast, f and g send its lower-precision dtype, as Megatron's bf16 all-reduces do; what
+// comes out has the dtype that went in. Decided in the forward pass, where autocast is visible.
+at::ScalarType communication_dtype(const torch::Tensor& t) {
+  const auto type = t.device().type();
+  if (t.is_floating_point() && t.scalar_type() != at::kDouble && compat::autocast_enabled(type))
+    return compat::autocast_dtype(type);
+  return t.scalar_type();
+}
+
+struct CopyToShards : torch::autograd::Function<CopyToShards> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, int64_t group) {
+    ctx->saved_data["group"] = group;
+    ctx->saved_data["comm_dtype"] = int64_t(communication_dtype(x));
+    return x.unsqueeze(0);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const auto comm_dtype = at::ScalarType(ctx->saved_data["comm_dtype"].toInt());
+    auto g = grads[0].sum(0).to(comm_dtype);  // already [1,...]: sum(0) drops the shard dimension
+    group_from(ctx->saved_data["group"]).all_reduce_sum_(g, CommKind::BackwardAllReduce);
+    return {g.to(grads[0].scalar_type()), torch::Tensor()};
+  }
+};
+
+struct ReduceFromShards : torch::autograd::Function<ReduceFromShards> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& partials, int64_t group) {
+    ctx->saved_data["local_shards"] = partials.size(0);
+    auto sum = partials.sum(0).to(communication_dtype(partials));
+    group_from(group).all_reduce_sum_(sum, CommKind::ForwardAllReduce);
+    return sum.to(partials.scalar_type());
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const int64_t L = ctx->saved_data["local_shards"].toInt();
+    auto sizes = grads[0].sizes().vec();
+    sizes.insert(sizes.begin(), L);
+    return {grads[0].unsqueeze(0).expand(sizes), torch::Tensor()};
+  }
+};
+
+// Identity forward; backward adds the gradient to a pending buffer and gives the parameter none.
+struct RouteGradToPending : torch::autograd::Function<RouteGradToPending> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& param,
+                               const torch::Tensor& pending) {
+    ctx->saved_data["pending"] = pending;
+    return param.view_as(param);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto pending = ctx->saved_data["pending"].toTensor();
+    torch::NoGradGuard no_grad;
+    pending.add_(grads[0]);
+    return {torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor copy_to_shards(const torch::Tensor& x, TensorParallelGroup& group) {
+  return CopyToShards::apply(x, group_handle(group));
+}
+
+torch::Tensor reduce_from_shards(const torch::Tensor& partials, TensorParallelGroup& group) {
+  return ReduceFromShards::apply(partials, group_handle(group));
+}
+
+int64_t ReplicatedGradSync::slot_for(const torch::Tensor& param) {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].is_same(param)) return int64_t(i);
+  params_.push_back(param);
+  pending_.push_back(torch::zeros_like(param, torch::MemoryFormat::Contiguous));
+  return int64_t(params_.size()) - 1;
+}
+
+torch::Tensor ReplicatedGradSync::use(const torch::Tensor& param) {
+  if (!param.requires_grad() || !torch::GradMode::is_enabled()) return param;
+  return RouteGradToPending::apply(param, pending_[slot_for(param)]);
+}
+
+int64_t ReplicatedGradSync::numel() const {
+  int64_t n = 0;
+  for (auto& p : params_) n += p.numel();
+  return n;
+}
+
+void ReplicatedGradSync::sync(TensorParallelGroup& group) {
+  if (params_.empty()) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> flat_parts;
+  for (auto& p : pending_) flat_parts.push_back(p.reshape(-1));
+  auto flat = torch::cat(flat_parts);
+  group.all_reduce_sum_(flat, CommKind::ReplicatedGradSync);
+  int64_t offset = 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& p = params_[i];
+    auto part = flat.narrow(0, offset, p.numel()).view_as(p);
+    offset += p.numel();
+    if (p.grad().defined())
+      p.mutable_grad().add_(part);
+    else
+      p.mutable_grad() = part.clone();
+    pending_[i].zero_();
+  }
+}
+
+void ReplicatedGradSync::reset() {
+  for (auto& p : pending_) p.zero_();
+}
+
+}  // namespace dgpt

@@ -1,0 +1,199 @@
+// dgpt: one binary to prepare data, train, sample, evaluate and plan communications.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "run/bench.h"
+#include "blocks/block.h"
+#include "commands/comms.h"
+#include "config/config.h"
+#include "run/process_mesh.h"
+#include "run/generate.h"
+#include "run/launch.h"
+#include "files/prepare.h"
+#include "files/prepare_gpt2.h"
+#include "run/train.h"
+
+using namespace dgpt;
+
+namespace {
+
+// nanoGPT's `--key=value` overrides are not CLI options: they are split off before CLI11 sees the
+// arguments, except the subcommand's own flags.
+struct SplitArgs {
+  std::vector<std::string> cli;        // for CLI11, program name first
+  std::vector<std::string> overrides;  // "--key=value"
+};
+
+SplitArgs split_overrides(int argc, char** argv, const CLI::App& app) {
+  SplitArgs out;
+  out.cli.push_back(argv[0]);
+  const std::vector<std::string> key_value_commands{"train", "sample", "comms", "bench"};
+  const CLI::App* collecting = nullptr;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (out.cli.size() == 1 && std::find(key_value_commands.begin(), key_value_commands.end(), a) !=
+                                   key_value_commands.end())
+      collecting = app.get_subcommand(a);
+    const bool key_value = a.rfind("--", 0) == 0 && a.find('=') != std::string::npos;
+    if (collecting && key_value && !collecting->get_option_no_throw(a.substr(0, a.find('='))))
+      out.overrides.push_back(a);
+    else
+      out.cli.push_back(a);
+  }
+  return out;
+}
+
+void print_effective_config(const std::vector<std::pair<std::string, PyValue>>& items) {
+  std::cout << "effective config:\n" << format_config(items) << std::flush;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"dgpt: tensor-parallel communication strategies for GPT training, simulated or real"};
+  app.require_subcommand(1);
+
+  std::string dataset, out_dir;
+  std::vector<std::string> inputs;
+  OpenWebTextOptions owt;
+  auto* prepare = app.add_subcommand("prepare", "Write train.bin, val.bin and meta.json for a dataset");
+  prepare->add_option("dataset", dataset, "Dataset name: shakespeare_char, shakespeare (GPT-2 BPE), openwebtext")
+      ->required();
+  prepare->add_option("--input", inputs,
+                      "The raw text (default: DIR/input.txt, else downloaded); for openwebtext: .jsonl files "
+                      "(a \"text\" field per line), .txt files (one document each) or folders of them");
+  prepare->add_option("--out", out_dir, "Output folder (default: data/<dataset>)");
+  prepare->add_option("--val_fraction", owt.val_fraction, "openwebtext: fraction of documents in val.bin")
+      ->capture_default_str();
+  prepare->add_option("--seed", owt.seed, "openwebtext: seed of the train/val split")->capture_default_str();
+  prepare->add_option("--threads", owt.threads, "openwebtext: tokenizer threads (default: every core)");
+
+  std::vector<std::string> config_files;
+  auto* train_cmd = app.add_subcommand("train", "Train a dense or tensor-parallel GPT (nanoGPT's train.py)");
+  train_cmd->add_option("config", config_files, "Config files (nanoGPT dialect), applied in order");
+  train_cmd->footer("Overrides: --key=value with Python literals, e.g. --block_types=\"['spd']*6\".\nKeys:\n" +
+                    train_keys_help());
+
+  auto* sample_cmd = app.add_subcommand("sample", "Generate text from a checkpoint (nanoGPT's sample.py)");
+  sample_cmd->add_option("config", config_files, "Config files (nanoGPT dialect)");
+  sample_cmd->footer("Overrides: --key=value, e.g. --out_dir=out-shakespeare-char --start=\"FILE:prompt.txt\".\nKeys:\n" +
+                     sample_keys_help());
+
+  EvalOptions eval_opt;
+  auto* eval_cmd = app.add_subcommand("eval", "Mean cross-entropy of a checkpoint on a token file");
+  eval_cmd->add_option("--out_dir", eval_opt.out_dir, "Folder holding ckpt.pt")->capture_default_str();
+  eval_cmd->add_option("--tokens", eval_opt.tokens, "A .bin file of uint16 token ids")->required();
+  eval_cmd->add_option("--block_size", eval_opt.block_size, "Window length T (default: the model's)");
+  eval_cmd->add_option("--batch_size", eval_opt.batch_size, "Windows per forward pass")->capture_default_str();
+  eval_cmd->add_option("--max_windows", eval_opt.max_windows, "Evaluate at most N windows (default: all)");
+  eval_cmd->add_option("--device", eval_opt.device, "cpu or cuda")->capture_default_str();
+  eval_cmd->add_option("--tp_size", eval_opt.tp_size, "Run an all-tp checkpoint at another tp_size");
+
+  bool as_json = false;
+  auto* comms_cmd = app.add_subcommand("comms", "Print the communication plan of a config (SPEC §3)");
+  comms_cmd->add_option("config", config_files, "Config files (nanoGPT dialect)");
+  comms_cmd->add_flag("--json", as_json, "One JSON object instead of the table");
+  comms_cmd->footer("Overrides: --key=value, as for train.");
+
+  LaunchOptions launch_opt;
+  std::vector<std::string> launch_args;
+  auto* launch_cmd = app.add_subcommand("launch", "Run N ranks of a dgpt command on this machine (like torchrun)");
+  launch_cmd->add_option("--nproc", launch_opt.nproc, "Number of processes (ranks)")->required();
+  launch_cmd->add_option("--master_port", launch_opt.master_port, "Rendezvous port (default: a free one)");
+  launch_cmd->add_option("command", launch_args, "The dgpt command after --, e.g. -- train CONFIG.py --backend=gloo")
+      ->required();
+  launch_cmd->footer("Example: dgpt launch --nproc 4 -- train configs/train_shakespeare_char_cpu.py --backend=gloo");
+
+  BenchOptions bench_opt;
+  auto* bench_cmd = app.add_subcommand("bench", "Time training steps of one or several strategies (nanoGPT's bench.py)");
+  bench_cmd->add_option("config", config_files, "Config files (nanoGPT dialect)");
+  bench_cmd->add_option("--burnin", bench_opt.burnin, "Untimed steps first")->capture_default_str();
+  bench_cmd->add_option("--iters", bench_opt.iters, "Timed steps")->capture_default_str();
+  bench_cmd->add_option("--real_data", bench_opt.real_data, "True: batches from train.bin; False: random tokens");
+  bench_cmd->add_option("--peak_flops", bench_opt.peak_flops, "Peak FLOP/s for MFU (default: measure a matmul)");
+  bench_cmd->add_option("--compare", bench_opt.compare,
+                        "Patterns to compare, ';'-separated: \"['tp']*12; ['spd']*12; dense\"");
+  bench_cmd->add_option("--project", bench_opt.project,
+                        "Project communication onto interconnects: nvlink,pcie,ib,100gbe or NAME:ALPHA_US:GBPS");
+  bench_cmd->add_option("--json", bench_opt.json, "Write the results as JSON to FILE ('-': stdout)");
+  bench_cmd->add_option("--fit_alpha_beta", bench_opt.fit_alpha_beta,
+                        "With backend='gloo' under dgpt launch: fit the alpha-beta model to this machine");
+  bench_cmd->footer("Config overrides: --key=value, as for train.\nExample: dgpt bench configs/train_gpt2.py "
+                    "--device=cpu --compare=\"['tp']*12; ['spd']*12\" --project=nvlink,ib");
+
+  SplitArgs args = split_overrides(argc, argv, app);
+  std::vector<const char*> cli_argv;
+  for (auto& a : args.cli) cli_argv.push_back(a.c_str());
+  try {
+    app.parse(int(cli_argv.size()), const_cast<char**>(cli_argv.data()));
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  if (prepare->parsed()) {
+    if (dataset != "shakespeare_char" && dataset != "shakespeare" && dataset != "openwebtext")
+      throw UserError("unknown dataset '" + dataset + "' (known: shakespeare_char, shakespeare, openwebtext)");
+    const std::string dir = out_dir.empty() ? "data/" + dataset : out_dir;
+    if (dataset == "openwebtext") {
+      owt.inputs = inputs;
+      owt.out_dir = dir;
+      prepare_openwebtext(owt, std::cout);
+    } else {
+      if (inputs.size() > 1) throw UserError("prepare " + dataset + " takes one --input file");
+      const std::string input = inputs.empty() ? "" : inputs[0];
+      if (dataset == "shakespeare")
+        prepare_shakespeare_gpt2(input, dir, std::cout);
+      else
+        prepare_shakespeare_char(input, dir, std::cout);
+    }
+  } else if (train_cmd->parsed()) {
+    TrainConfig cfg = load_train_config(config_files, args.overrides, std::cout);
+    validate(cfg, known_block_types());
+    if (read_launch_env().rank == 0) print_effective_config(config_items(cfg));
+    train(cfg, std::cout, std::cout);
+  } else if (sample_cmd->parsed()) {
+    SampleConfig cfg = load_sample_config(config_files, args.overrides, std::cerr);
+    sample(cfg, std::cout, std::cerr);
+  } else if (eval_cmd->parsed()) {
+    evaluate_tokens(eval_opt, std::cout, std::cerr);
+  } else if (bench_cmd->parsed()) {
+    TrainConfig cfg = load_train_config(config_files, args.overrides, std::cerr);
+    validate(cfg, known_block_types());
+    bench(cfg, bench_opt, std::cout, std::cerr);
+  } else if (launch_cmd->parsed()) {
+    return launch(launch_opt, launch_args);
+  } else if (comms_cmd->parsed()) {
+    std::ostream& notices = as_json ? std::cerr : std::cout;
+    TrainConfig cfg = load_train_config(config_files, args.overrides, notices);
+    validate(cfg, known_block_types());
+    print_comm_plan(cfg, as_json, std::cout);
+  }
+  return 0;
+}
+
+// The first line of a torch error, without its C++ backtrace.
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const UserError& e) {
+    std::cout.flush();
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cout.flush();
+    std::cerr << "error: " << first_line(e.what_without_backtrace()) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    std::cerr << "error: " << first_line(e.what()) << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,653 @@
+// Config schema, nanoGPT-dialect config files, --key=value overrides and validation.
+//
+// One schema mechanism serves TrainConfig and SampleConfig: each config type has a table of
+// keys (name, member pointer, help, whether None is allowed, an optional hook run after the
+// key is set). Everything else — parsing, type checks, printing, help — is written once as
+// templates over that table.
+#include "config/config.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <ostream>
+#include <sstream>
+#include <type_traits>
+#include <variant>
+
+namespace dgpt {
+namespace {
+
+template <class Cfg>
+using Field = std::variant<int64_t Cfg::*, double Cfg::*, bool Cfg::*, std::string Cfg::*,
+                           std::vector<std::string> Cfg::*>;
+
+// Runs after a key is assigned; may normalize the value, record that it was set, or reject it.
+template <class Cfg>
+using AfterSet = void (*)(Cfg& cfg, const std::string& origin, std::ostream& notices);
+
+template <class Cfg>
+struct Key {
+  const char* name;
+  Field<Cfg> field;
+  const char* help;
+  bool none_allowed = false;  // block_types: None = all 'tp'; top_k: None = 0
+  AfterSet<Cfg> after_set = nullptr;
+};
+
+template <class Cfg>
+void mark_device_set(Cfg& cfg, const std::string&, std::ostream&) {
+  cfg.device_was_set = true;
+}
+
+template <class Cfg>
+const std::vector<Key<Cfg>>& schema();
+
+template <>
+const std::vector<Key<TrainConfig>>& schema<TrainConfig>() {
+  using C = TrainConfig;
+  static const std::vector<Key<C>> keys = {
+      // I/O
+      {"out_dir", &C::out_dir, "directory for checkpoints (and the one init_from='resume' reads)"},
+      {"eval_interval", &C::eval_interval, "evaluate train/val loss every this many iterations"},
+      {"log_interval", &C::log_interval, "print the training loss every this many iterations"},
+      {"eval_iters", &C::eval_iters, "batches averaged per loss estimate"},
+      {"eval_only", &C::eval_only, "evaluate once and exit"},
+      {"always_save_checkpoint", &C::always_save_checkpoint,
+       "save at every eval, not only when val loss improves"},
+      {"init_from", &C::init_from, "'scratch' or 'resume' (from out_dir)"},
+      // data
+      {"dataset", &C::dataset, "dataset name: data/<dataset>/{train,val}.bin"},
+      {"data_dir", &C::data_dir, "dataset directory; '' means data/<dataset>"},
+      {"gradient_accumulation_steps", &C::gradient_accumulation_steps,
+       "micro-steps per optimizer step"},
+      {"batch_size", &C::batch_size, "sequences per micro-step"},
+      {"block_size", &C::block_size, "context length in tokens"},
+      // model
+      {"model_type", &C::model_type, "'gpt' (dense) or 'distributed_gpt' (tensor parallel)"},
+      {"n_layer", &C::n_layer, "number of transformer blocks"},
+      {"n_head", &C::n_head, "attention heads per block"},
+      {"n_embd", &C::n_embd, "embedding width"},
+      {"dropout", &C::dropout, "dropout probability, in [0, 1)"},
+      {"bias", &C::bias, "biases in Linear and LayerNorm layers"},
+      {"tp_size", &C::tp_size, "tensor-parallel shards per block"},
+      {"block_types", &C::block_types, "one of 'tp', 'spd', 'parallel' per layer; None = all 'tp'",
+       true},
+      {"parallel_merge", &C::parallel_merge, "how a run of parallel blocks merges: 'sum' or 'mean'"},
+      // optimizer
+      {"learning_rate", &C::learning_rate, "peak learning rate"},
+      {"max_iters", &C::max_iters, "total optimizer steps"},
+      {"weight_decay", &C::weight_decay, "AdamW weight decay"},
+      {"beta1", &C::beta1, "AdamW beta1"},
+      {"beta2", &C::beta2, "AdamW beta2"},
+      {"grad_clip", &C::grad_clip, "clip the global gradient norm at this value; 0 disables"},
+      // learning-rate schedule
+      {"decay_lr", &C::decay_lr, "warmup then cosine decay; False keeps learning_rate"},
+      {"warmup_iters", &C::warmup_iters, "linear warmup steps"},
+      {"lr_decay_iters", &C::lr_decay_iters, "step at which the cosine decay reaches min_lr"},
+      {"min_lr", &C::min_lr, "final learning rate"},
+      // system
+      {"backend", &C::backend, "'sim' (one process), 'gloo' (processes, CPU) or 'nccl' (processes, GPUs)"},
+      {"tp_procs", &C::tp_procs, "processes per tensor-parallel group; 0 = gcd(world size, tp_size)"},
+      {"comm_timeout", &C::comm_timeout, "seconds a collective or the rendezvous may wait before failing"},
+      {"device", &C::device, "'cpu', 'cuda', 'cuda:1', ...", false, &mark_device_set<C>},
+      {"dtype", &C::dtype, "'float32', 'bfloat16', 'float16' or 'float64'"},
+      {"seed", &C::seed, "random seed"},
+  };
+  return keys;
+}
+
+template <>
+const std::vector<Key<SampleConfig>>& schema<SampleConfig>() {
+  using C = SampleConfig;
+  static const std::vector<Key<C>> keys = {
+      {"init_from", &C::init_from, "'resume' (the checkpoint in out_dir)"},
+      {"out_dir", &C::out_dir, "directory holding the checkpoint"},
+      {"start", &C::start, "prompt text, or 'FILE:path' to read it from a file"},
+      {"num_samples", &C::num_samples, "number of samples to draw"},
+      {"max_new_tokens", &C::max_new_tokens, "tokens generated per sample"},
+      {"temperature", &C::temperature, "softmax temperature; < 1 is less random"},
+      {"top_k", &C::top_k, "keep only the top_k most likely tokens; None or 0 keeps all", true},
+      {"seed", &C::seed, "random seed"},
+      {"device", &C::device, "'cpu', 'cuda', 'cuda:1', ...", false, &mark_device_set<C>},
+      {"dtype", &C::dtype, "'float32', 'bfloat16', 'float16' or 'float64'"},
+      {"tp_size", &C::tp_size, "tensor-parallel shards; 0 uses the checkpoint's"},
+      {"model_type", &C::model_type, "'gpt' or 'distributed_gpt'; '' uses the checkpoint's"},
+  };
+  return keys;
+}
+
+// Keys of nanoGPT's train.py/sample.py that only mean something to the Python program.
+bool is_python_only_key(const std::string& key) {
+  return key == "compile" || key.rfind("wandb_", 0) == 0;
+}
+
+template <class Cfg>
+const Key<Cfg>* find_key(const std::string& name) {
+  for (const auto& key : schema<Cfg>()) {
+    if (name == key.name) return &key;
+  }
+  return nullptr;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t substitute = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, substitute});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+template <class Cfg>
+[[noreturn]] void throw_unknown_key(const std::string& name, const std::string& origin) {
+  std::string message = fmt::format("unknown config key '{}' ({})", name, origin);
+  const char* best = nullptr;
+  size_t best_distance = std::max<size_t>(2, name.size() / 3);  // farther than this: no hint
+  for (const auto& key : schema<Cfg>()) {
+    size_t d = edit_distance(name, key.name);
+    if (d <= best_distance) {
+      best = key.name;
+      best_distance = d;
+      if (d == 0) break;
+    }
+  }
+  if (best != nullptr) message += fmt::format("; did you mean '{}'?", best);
+  throw UserError(message);
+}
+
+template <class Cfg>
+bool is_string_key(const Key<Cfg>& key) {
+  return std::holds_alternative<std::string Cfg::*>(key.field);
+}
+
+template <class Cfg>
+std::string expected_type(const Key<Cfg>& key) {
+  return std::visit(
+      [&](auto member) -> std::string {
+        using T = std::decay_t<decltype(std::declval<Cfg&>().*member)>;
+        if constexpr (std::is_same_v<T, int64_t>) return key.none_allowed ? "int or None" : "int";
+        if constexpr (std::is_same_v<T, double>) return "float";
+        if constexpr (std::is_same_v<T, bool>) return "bool (True or False)";
+        if constexpr (std::is_same_v<T, std::string>) return "str";
+        if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a list of str, or None";
+      },
+      key.field);
+}
+
+template <class Cfg>
+void assign_value(Cfg& cfg, const Key<Cfg>& key, const PyValue& value, const std::string& origin,
+                  std::ostream& notices) {
+  auto type_error = [&] {
+    throw UserError(fmt::format("config key '{}' ({}) expects {}, got {} ({})", key.name, origin,
+                                expected_type(key), value.repr(), value.type_name()));
+  };
+  std::visit(
+      [&](auto member) {
+        auto& field = cfg.*member;
+        using T = std::decay_t<decltype(field)>;
+        if constexpr (std::is_same_v<T, int64_t>) {
+          if (value.is_int()) {
+            field = std::get<int64_t>(value.v);
+          } else if (key.none_allowed && value.is_none()) {
+            field = 0;
+          } else {
+            type_error();
+          }
+        } else if constexpr (std::is_same_v<T, double>) {
+          // Python accepts an int where a float is expected (learning_rate = 1 is fine).
+          if (value.is_float()) {
+            field = std::get<double>(value.v);
+          } else if (value.is_int()) {
+            field = static_cast<double>(std::get<int64_t>(value.v));
+          } else {
+            type_error();
+          }
+        } else if constexpr (std::is_same_v<T, bool>) {
+          if (!value.is_bool()) type_error();
+          field = std::get<bool>(value.v);
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          if (!value.is_str()) type_error();
+          field = std::get<std::string>(value.v);
+        } else {
+          static_assert(std::is_same_v<T, std::vector<std::string>>);
+          if (key.none_allowed && value.is_none()) {
+            field.clear();
+            return;
+          }
+          if (!value.is_list()) type_error();
+          std::vector<std::string> items;
+          for (const auto& item : std::get<PyValue::List>(value.v)) {
+            if (!item.is_str()) type_error();
+            items.push_back(std::get<std::string>(item.v));
+          }
+          field = std::move(items);
+        }
+      },
+      key.field);
+  if (key.after_set != nullptr) key.after_set(cfg, origin, notices);
+}
+
+template <class Cfg>
+PyValue get_value(const Cfg& cfg, const Key<Cfg>& key) {
+  return std::visit(
+      [&](auto member) -> PyValue {
+        const auto& field = cfg.*member;
+        using T = std::decay_t<decltype(field)>;
+        if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          if (field.empty() && key.none_allowed) return PyValue{};
+          PyValue::List items;
+          for (const auto& s : field) items.push_back(PyValue{s});
+          return PyValue{std::move(items)};
+        } else {
+          return PyValue{field};
+        }
+      },
+      key.field);
+}
+
+// A statement spanning lines is quoted on one line in notices.
+std::string one_line(const std::string& s) {
+  std::string out;
+  std::istringstream lines(s);
+  for (std::string line; std::getline(lines, line);) {
+    line = trim(line);
+    if (line.empty()) continue;
+    if (!out.empty() && out.back() != '(' && out.back() != '[' && line[0] != ')' && line[0] != ']') {
+      out += ' ';
+    }
+    out += line;
+  }
+  return out;
+}
+
+bool is_identifier(const std::string& s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+// Parses `value_text` for `name` and assigns it. Python-only keys are noted and not evaluated, so
+// a value such as 'ft-' + str(time.time()) does not stop the file from loading.
+template <class Cfg>
+void assign_text(Cfg& cfg, const std::string& name, const std::string& value_text,
+                 const std::string& origin, bool raw_string_fallback, std::ostream& notices) {
+  if (is_python_only_key(name)) {
+    notices << fmt::format("notice: ignoring {} = {} (Python-only key)\n", name, one_line(value_text));
+    return;
+  }
+  const Key<Cfg>* key = find_key<Cfg>(name);
+  if (key == nullptr) throw_unknown_key<Cfg>(name, origin);
+  PyValue value;
+  try {
+    value = parse_py_literal(value_text);
+  } catch (const UserError& e) {
+    // nanoGPT's configurator: a value that is not a literal is the string itself (--device=cpu).
+    if (raw_string_fallback && is_string_key(*key)) {
+      value = PyValue{value_text};
+    } else {
+      std::string hint;
+      // Help the user who wrote a bare list (tp,spd); a broken list speaks for itself.
+      const bool bare = value_text.find_first_of("[(") == std::string::npos;
+      if (bare && std::holds_alternative<std::vector<std::string> Cfg::*>(key->field)) {
+        hint = fmt::format(" (write a Python list, e.g. {} = ['tp', 'spd'] * 2)", name);
+      }
+      throw UserError(fmt::format("config key '{}' ({}): {}{}", name, origin, e.what(), hint));
+    }
+  }
+  assign_value(cfg, *key, value, origin, notices);
+}
+
+struct Statement {
+  int line;          // where the statement starts
+  std::string text;  // comments removed; lines of a multi-line statement joined with '\n'
+};
+
+// Splits Python source into statements: a newline ends a statement unless a bracket is open or
+// the line ends in a backslash; ';' also ends one. Comments are dropped; strings are respected.
+std::vector<Statement> split_statements(std::string source, const std::string& path) {
+  source.erase(std::remove(source.begin(), source.end(), '\r'), source.end());  // CRLF files
+  std::vector<Statement> statements;
+  std::vector<std::pair<char, int>> open_brackets;  // bracket, line
+  std::string current;
+  bool has_content = false;
+  int line = 1;
+  int start_line = 1;
+  auto flush = [&] {
+    if (has_content) statements.push_back({start_line, trim(current)});
+    current.clear();
+    has_content = false;
+  };
+  auto append = [&](char c) {
+    if (!has_content && !std::isspace(static_cast<unsigned char>(c))) {
+      start_line = line;
+      has_content = true;
+    }
+    current += c;
+  };
+  for (size_t i = 0; i < source.size(); ++i) {
+    const char c = source[i];
+    const char next = i + 1 < source.size() ? source[i + 1] : '\0';
+    if (c == '\'' || c == '"') {
+      const char quote = c;
+      const int string_line = line;
+      append(c);
+      for (++i;; ++i) {
+        if (i >= source.size() || source[i] == '\n') {
+          throw UserError(fmt::format("{}:{}: unterminated string", path, string_line));
+        }
+        current += source[i];
+        if (source[i] == '\\' && i + 1 < source.size()) {
+          if (source[i + 1] == '\n') ++line;
+          current += source[++i];
+        } else if (source[i] == quote) {
+          break;
+        }
+      }
+    } else if (c == '#') {
+      while (i + 1 < source.size() && source[i + 1] != '\n') ++i;
+    } else if (c == '\\' && next == '\n') {
+      ++i;
+      ++line;
+      current += ' ';
+    } else if (c == '(' || c == '[' || c == '{') {
+      open_brackets.emplace_back(c, line);
+      append(c);
+    } else if (c == ')' || c == ']' || c == '}') {
+      const char opener = c == ')' ? '(' : c == ']' ? '[' : '{';
+      if (open_brackets.empty() || open_brackets.back().first != opener) {
+        throw UserError(fmt::format("{}:{}: unmatched '{}'", path, line, c));
+      }
+      open_brackets.pop_back();
+      append(c);
+    } else if (c == '\n') {
+      if (open_brackets.empty()) {
+        flush();
+      } else {
+        current += '\n';
+      }
+      ++line;
+    } else if (c == ';' && open_brackets.empty()) {
+      flush();
+    } else {
+      append(c);
+    }
+  }
+  if (!open_brackets.empty()) {
+    throw UserError(fmt::format("{}:{}: '{}' opened on line {} is never closed", path, start_line,
+                                open_brackets.back().first, open_brackets.back().second));
+  }
+  flush();
+  return statements;
+}
+
+template <class Cfg>
+void apply_statement(Cfg& cfg, const Statement& statement, const std::string& path,
+                     std::ostream& notices) {
+  const std::string origin = fmt::format("{}:{}", path, statement.line);
+  const std::string& text = statement.text;
+  if (text.rfind("import ", 0) == 0 || text.rfind("from ", 0) == 0) {
+    notices << fmt::format("notice: skipping '{}' ({}): imports are not evaluated\n", one_line(text),
+                           origin);
+    return;
+  }
+  size_t name_end = 0;
+  while (name_end < text.size() &&
+         (std::isalnum(static_cast<unsigned char>(text[name_end])) || text[name_end] == '_')) {
+    ++name_end;
+  }
+  const std::string name = text.substr(0, name_end);
+  size_t eq = name_end;
+  while (eq < text.size() && (text[eq] == ' ' || text[eq] == '\t')) ++eq;
+  if (!is_identifier(name) || eq >= text.size() || text[eq] != '=' ||
+      (eq + 1 < text.size() && text[eq + 1] == '=')) {
+    throw UserError(fmt::format("{}: expected `key = value`, got: {}", origin, one_line(text)));
+  }
+  const std::string value_text = trim(text.substr(eq + 1));
+  if (value_text.empty()) {
+    throw UserError(fmt::format("{}: missing value in: {}", origin, one_line(text)));
+  }
+  assign_text(cfg, name, value_text, origin, /*raw_string_fallback=*/false, notices);
+}
+
+template <class Cfg>
+void load_file(Cfg& cfg, const std::string& path, std::ostream& notices) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw UserError(fmt::format("cannot read config file '{}': {}", path, std::strerror(errno)));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  for (const auto& statement : split_statements(buffer.str(), path)) {
+    apply_statement(cfg, statement, path, notices);
+  }
+}
+
+template <class Cfg>
+void apply_override(Cfg& cfg, const std::string& arg, std::ostream& notices) {
+  const size_t eq = arg.find('=');
+  const std::string name = eq == std::string::npos || arg.rfind("--", 0) != 0 ? "" : arg.substr(2, eq - 2);
+  if (!is_identifier(name)) {
+    throw UserError(fmt::format("bad override '{}': expected --key=value", arg));
+  }
+  assign_text(cfg, name, arg.substr(eq + 1), fmt::format("override {}", arg),
+              /*raw_string_fallback=*/true, notices);
+}
+
+template <class Cfg>
+Cfg load_config(const std::vector<std::string>& config_files, const std::vector<std::string>& overrides,
+                std::ostream& notices) {
+  Cfg cfg;
+  for (const auto& path : config_files) load_file(cfg, path, notices);
+  for (const auto& arg : overrides) apply_override(cfg, arg, notices);
+  return cfg;
+}
+
+template <class Cfg>
+std::vector<std::pair<std::string, PyValue>> items_of(const Cfg& cfg) {
+  std::vector<std::pair<std::string, PyValue>> items;
+  for (const auto& key : schema<Cfg>()) items.emplace_back(key.name, get_value(cfg, key));
+  return items;
+}
+
+template <class Cfg>
+std::string keys_help() {
+  const Cfg defaults;
+  size_t name_width = 0, default_width = 0;
+  std::vector<std::string> default_reprs;
+  for (const auto& key : schema<Cfg>()) {
+    default_reprs.push_back(get_value(defaults, key).repr());
+    name_width = std::max(name_width, std::strlen(key.name));
+    default_width = std::max(default_width, default_reprs.back().size());
+  }
+  std::string out;
+  for (size_t i = 0; i < schema<Cfg>().size(); ++i) {
+    const auto& key = schema<Cfg>()[i];
+    out += fmt::format("  {:<{}}  {:<{}}  {}\n", key.name, name_width, default_reprs[i], default_width,
+                       key.help);
+  }
+  return out;
+}
+
+std::string list_repr(const std::vector<std::string>& items) {
+  PyValue::List list;
+  for (const auto& s : items) list.push_back(PyValue{s});
+  return PyValue{std::move(list)}.repr();
+}
+
+std::string str_repr(const std::string& s) { return PyValue{s}.repr(); }
+std::string float_repr(double x) { return PyValue{x}.repr(); }
+
+bool one_of(const std::string& value, std::initializer_list<const char*> allowed) {
+  return std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return value == a; });
+}
+
+}  // namespace
+
+std::vector<std::string> TrainConfig::resolved_block_types() const {
+  if (!block_types.empty()) return block_types;
+  return std::vector<std::string>(static_cast<size_t>(std::max<int64_t>(n_layer, 0)), "tp");
+}
+
+TrainConfig load_train_config(const std::vector<std::string>& config_files,
+                              const std::vector<std::string>& overrides, std::ostream& notices) {
+  return load_config<TrainConfig>(config_files, overrides, notices);
+}
+
+SampleConfig load_sample_config(const std::vector<std::string>& config_files,
+                                const std::vector<std::string>& overrides, std::ostream& notices) {
+  return load_config<SampleConfig>(config_files, overrides, notices);
+}
+
+void validate(const TrainConfig& cfg, const std::vector<std::string>& known_block_types) {
+  const std::pair<const char*, int64_t> positive_keys[] = {
+      {"n_layer", cfg.n_layer},
+      {"n_head", cfg.n_head},
+      {"n_embd", cfg.n_embd},
+      {"block_size", cfg.block_size},
+      {"batch_size", cfg.batch_size},
+      {"gradient_accumulation_steps", cfg.gradient_accumulation_steps},
+      {"tp_size", cfg.tp_size},
+      {"eval_iters", cfg.eval_iters},
+      {"log_interval", cfg.log_interval},
+      {"eval_interval", cfg.eval_interval},
+  };
+  for (const auto& [name, value] : positive_keys) {
+    if (value <= 0) throw UserError(fmt::format("{} must be positive, got {}", name, value));
+  }
+  const std::pair<const char*, int64_t> non_negative_keys[] = {
+      {"max_iters", cfg.max_iters},
+      {"warmup_iters", cfg.warmup_iters},
+      {"lr_decay_iters", cfg.lr_decay_iters},
+  };
+  for (const auto& [name, value] : non_negative_keys) {
+    if (value < 0) throw UserError(fmt::format("{} must be >= 0, got {}", name, value));
+  }
+
+  if (!cfg.block_types.empty() && static_cast<int64_t>(cfg.block_types.size()) != cfg.n_layer) {
+    throw UserError(fmt::format("block_types has {} entries but n_layer is {}: block_types = {}",
+                                cfg.block_types.size(), cfg.n_layer, list_repr(cfg.block_types)));
+  }
+  const std::vector<std::string> types = cfg.resolved_block_types();
+  for (const auto& type : types) {
+    if (std::find(known_block_types.begin(), known_block_types.end(), type) == known_block_types.end()) {
+      throw UserError(fmt::format("unknown block type '{}' in block_types; known block types: {}", type,
+                                  list_repr(known_block_types)));
+    }
+  }
+  if (cfg.n_head % cfg.tp_size != 0) {
+    throw UserError(fmt::format(
+        "n_head ({}) must be divisible by tp_size ({}): each shard owns whole attention heads",
+        cfg.n_head, cfg.tp_size));
+  }
+  if ((4 * cfg.n_embd) % cfg.tp_size != 0) {
+    throw UserError(fmt::format("the MLP hidden width 4*n_embd ({}) must be divisible by tp_size ({})",
+                                4 * cfg.n_embd, cfg.tp_size));
+  }
+  if (cfg.n_embd % cfg.n_head != 0) {
+    throw UserError(fmt::format("n_embd ({}) must be divisible by n_head ({})", cfg.n_embd, cfg.n_head));
+  }
+
+  if (!one_of(cfg.model_type, {"gpt", "distributed_gpt"})) {
+    throw UserError(fmt::format("model_type must be 'gpt' or 'distributed_gpt', got {}",
+                                str_repr(cfg.model_type)));
+  }
+  if (cfg.model_type == "gpt") {
+    if (cfg.tp_size != 1) {
+      throw UserError(fmt::format(
+          "model_type='gpt' is the dense model and has no tensor parallelism, but tp_size={}; "
+          "set model_type='distributed_gpt' to shard blocks",
+          cfg.tp_size));
+    }
+    for (const auto& type : types) {
+      if (type != "tp") {
+        throw UserError(fmt::format(
+            "model_type='gpt' is the dense model, but block_types contains '{}'; "
+            "set model_type='distributed_gpt' to use {} blocks",
+            type, type));
+      }
+    }
+  }
+  if (!one_of(cfg.init_from, {"scratch", "resume"})) {
+    throw UserError(fmt::format(
+        "init_from must be 'scratch' or 'resume', got {}: loading OpenAI GPT-2 weights is not "
+        "supported",
+        str_repr(cfg.init_from)));
+  }
+  if (!one_of(cfg.parallel_merge, {"sum", "mean"})) {
+    throw UserError(fmt::format("parallel_merge must be 'sum' or 'mean', got {}",
+                                str_repr(cfg.parallel_merge)));
+  }
+  if (!one_of(cfg.dtype, {"float32", "bfloat16", "float16", "float64"})) {
+    throw UserError(fmt::format("dtype must be 'float32', 'bfloat16', 'float16' or 'float64', got {}",
+                                str_repr(cfg.dtype)));
+  }
+  if (!one_of(cfg.backend, {"sim", "gloo", "nccl"})) {
+    throw UserError(fmt::format("backend must be 'sim', 'gloo' or 'nccl', got {}", str_repr(cfg.backend)));
+  }
+  if (cfg.tp_procs < 0) throw UserError(fmt::format("tp_procs must be >= 0, got {}", cfg.tp_procs));
+  if (!(cfg.comm_timeout > 0)) {
+    throw UserError(fmt::format("comm_timeout must be positive, got {}", float_repr(cfg.comm_timeout)));
+  }
+
+  // Written as !(in range) so that NaN fails too.
+  if (!(cfg.dropout >= 0.0 && cfg.dropout < 1.0)) {
+    throw UserError(fmt::format("dropout must be in [0, 1), got {}", float_repr(cfg.dropout)));
+  }
+  const std::pair<const char*, double> non_negative_floats[] = {
+      {"learning_rate", cfg.learning_rate},
+      {"min_lr", cfg.min_lr},
+      {"weight_decay", cfg.weight_decay},
+      {"grad_clip", cfg.grad_clip},
+  };
+  for (const auto& [name, value] : non_negative_floats) {
+    if (!(value >= 0.0)) throw UserError(fmt::format("{} must be >= 0, got {}", name, float_repr(value)));
+  }
+  const std::pair<const char*, double> betas[] = {{"beta1", cfg.beta1}, {"beta2", cfg.beta2}};
+  for (const auto& [name, value] : betas) {
+    if (!(value >= 0.0 && value < 1.0)) {
+      throw UserError(fmt::format("{} must be in [0, 1), got {}", name, float_repr(value)));
+    }
+  }
+}
+
+std::vector<std::pair<std::string, PyValue>> config_items(const TrainConfig& cfg) {
+  return items_of(cfg);
+}
+
+std::vector<std::pair<std::string, PyValue>> config_items(const SampleConfig& cfg) {
+  return items_of(cfg);
+}
+
+void set_config_key(TrainConfig& cfg, const std::string& key, const PyValue& value) {
+  // Checkpoints written by nanoGPT store wandb_* and compile too; they mean nothing here.
+  if (is_python_only_key(key)) return;
+  const Key<TrainConfig>* spec = find_key<TrainConfig>(key);
+  if (spec == nullptr) throw_unknown_key<TrainConfig>(key, "stored config");
+  std::ostream discard(nullptr);
+  // Restoring a stored config is not the user naming the device.
+  const bool device_was_set = cfg.device_was_set;
+  assign_value(cfg, *spec, value, "stored config", discard);
+  cfg.device_was_set = device_was_set;
+}
+
+std::string format_config(const std::vector<std::pair<std::string, PyValue>>& items) {
+  size_t width = 0;
+  for (const auto& item : items) width = std::max(width, item.first.size());
+  std::string out;
+  for (const auto& [key, value] : items) out += fmt::format("{:<{}} = {}\n", key, width, value.repr());
+  return out;
+}
+
+std::string train_keys_help() { return keys_help<TrainConfig>(); }
+std::string sample_keys_help() { return keys_help<SampleConfig>(); }
+
+}  // namespace dgpt

@@ -1,0 +1,33 @@
+// Checkpoints (SPEC §4): one file Python's torch.load reads, holding a dict with the dense-layout
+// model, the optimizer moments in the same layout, model_args, iter_num, best_val_loss, config,
+// and the sampler/RNG state for exact resumption. Written to a temporary file and renamed.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/model.h"
+#include "model/model_args.h"
+#include "model/optim.h"
+#include "config/pyliteral.h"
+
+namespace dgpt {
+
+struct Checkpoint {
+  ModelArgs model_args;
+  DenseState model;
+  std::map<std::string, AdamMoments> optimizer;
+  int64_t iter_num = 0;
+  double best_val_loss = 1e9;
+  std::vector<std::pair<std::string, PyValue>> config;
+  int64_t seed = 0;          // the data sampler's and dropout's seed (streams keyed by iter_num)
+  torch::Tensor rng_state;  // torch's CPU generator at save time
+};
+
+void save_checkpoint(const Checkpoint& ckpt, const std::string& path);
+// Throws UserError naming the file for a missing, unreadable, corrupt or incomplete checkpoint.
+Checkpoint load_checkpoint(const std::string& path);
+
+}  // namespace dgpt

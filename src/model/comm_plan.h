@@ -1,0 +1,38 @@
+// The communication plan of SPEC §3: what one training step sends, from the config alone.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/model_args.h"
+
+namespace dgpt {
+
+struct CommPlan {
+  struct Row {
+    int64_t layer;
+    std::string type;
+    int64_t forward_allreduce, backward_allreduce;
+  };
+  std::vector<Row> rows;
+  int64_t tp_size = 1;
+  int64_t micro_steps = 1;
+  // Per micro-step: forward (g) and backward (f) all-reduces, each of activation_bytes.
+  int64_t forward_allreduce = 0, backward_allreduce = 0;
+  int64_t activation_bytes = 0;
+  // Per optimizer step.
+  int64_t replicated_grad_sync = 0, replicated_grad_bytes = 0;
+  int64_t grad_norm_allreduce = 0, grad_norm_bytes = 0;
+
+  int64_t collectives_per_step() const;
+  int64_t bytes_per_step() const;
+};
+
+// global_grad_norm: whether the step needs it (grad clipping, or float16 loss scaling, whose
+// overflow check it is); activation_elem_bytes: bytes per element of the f/g all-reduces (4 for
+// float32, 2 under bfloat16 autocast); param_elem_bytes: of the gradients. A tp_size of 1
+// communicates nothing.
+CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t micro_steps, bool global_grad_norm,
+                             int64_t activation_elem_bytes, int64_t param_elem_bytes);
+
+}  // namespace dgpt

@@ -1,0 +1,82 @@
+#include "model/dense_block.h"
+
+#include "base/torch_compat.h"
+
+namespace dgpt {
+
+namespace {
+
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  return torch::layer_norm(x, {w.size(0)}, w, b, 1e-5);
+}
+
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
+  return (training && p > 0) ? torch::dropout(x, p, true) : x;
+}
+
+// nanoGPT's Block, with nn::Linear weights in their dense [out, in] form. Written independently of
+// blocks/ on purpose (its own layer norm and dropout calls, nn::Linear instead of sharded
+// matmuls): the tests check every sharded block against it, so it must share none of their code.
+class DenseBlock : public BlockImpl {
+ public:
+  explicit DenseBlock(const ModelArgs& a) : args_(a) {
+    const int64_t C = a.n_embd;
+    auto linear = [&](const char* name, int64_t in, int64_t out) {
+      return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(a.bias)));
+    };
+    ln_1_w_ = register_parameter("ln_1_weight", torch::ones({C}));
+    ln_2_w_ = register_parameter("ln_2_weight", torch::ones({C}));
+    if (a.bias) {
+      ln_1_b_ = register_parameter("ln_1_bias", torch::zeros({C}));
+      ln_2_b_ = register_parameter("ln_2_bias", torch::zeros({C}));
+    }
+    c_attn_ = linear("c_attn", C, 3 * C);
+    attn_proj_ = linear("attn_c_proj", C, C);
+    c_fc_ = linear("c_fc", C, 4 * C);
+    mlp_proj_ = linear("mlp_c_proj", 4 * C, C);
+  }
+
+  void forward(ResidualStream& stream) override {
+    const auto& x = stream.replicated();
+    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = args_.n_head;
+    auto qkv = c_attn_(layer_norm(x, ln_1_w_, ln_1_b_)).split(C, 2);
+    auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, C / H}).transpose(1, 2); };
+    auto y = compat::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), args_.dropout,
+                                      is_training());
+    y = y.transpose(1, 2).contiguous().view({B, T, C});
+    auto h = x + maybe_dropout(attn_proj_(y), args_.dropout, is_training());
+    auto m = mlp_proj_(compat::gelu(c_fc_(layer_norm(h, ln_2_w_, ln_2_b_))));
+    stream.set_replicated(h + maybe_dropout(m, args_.dropout, is_training()));
+  }
+
+  std::vector<ParamSlot> param_slots(const std::string& p) override {
+    std::vector<ParamSlot> s;
+    auto add = [&](const std::string& name, const torch::Tensor& t) {
+      if (t.defined()) s.push_back({p + name, t, Layout::Replicated});
+    };
+    add("ln_1.weight", ln_1_w_);
+    add("ln_1.bias", ln_1_b_);
+    add("attn.c_attn.weight", c_attn_->weight);
+    add("attn.c_attn.bias", c_attn_->bias);
+    add("attn.c_proj.weight", attn_proj_->weight);
+    add("attn.c_proj.bias", attn_proj_->bias);
+    add("ln_2.weight", ln_2_w_);
+    add("ln_2.bias", ln_2_b_);
+    add("mlp.c_fc.weight", c_fc_->weight);
+    add("mlp.c_fc.bias", c_fc_->bias);
+    add("mlp.c_proj.weight", mlp_proj_->weight);
+    add("mlp.c_proj.bias", mlp_proj_->bias);
+    return s;
+  }
+
+ private:
+  ModelArgs args_;
+  torch::Tensor ln_1_w_, ln_1_b_, ln_2_w_, ln_2_b_;
+  torch::nn::Linear c_attn_{nullptr}, attn_proj_{nullptr}, c_fc_{nullptr}, mlp_proj_{nullptr};
+};
+
+}  // namespace
+
+std::shared_ptr<BlockImpl> make_dense_block(const ModelArgs& args) { return std::make_shared<DenseBlock>(args); }
+
+}  // namespace dgpt

@@ -1,0 +1,184 @@
+#include "model/model.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "blocks/block.h"
+#include "model/dense_block.h"
+#include "base/errors.h"
+#include "base/torch_compat.h"
+
+namespace dgpt {
+
+namespace {
+
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  return torch::layer_norm(x, {w.size(0)}, w, b, 1e-5);
+}
+
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
+  return (training && p > 0) ? torch::dropout(x, p, true) : x;
+}
+
+struct DenseParamSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  enum { Normal, Ones, Zeros } init;
+  double std = 0;
+};
+
+// Every dense tensor of the model, in a fixed order, with nanoGPT's initialisation.
+std::vector<DenseParamSpec> dense_param_specs(const ModelArgs& a) {
+  const int64_t C = a.n_embd;
+  const double std_w = 0.02, std_proj = 0.02 / std::sqrt(2.0 * double(a.n_layer));
+  std::vector<DenseParamSpec> specs{{"transformer.wte.weight", {a.vocab_size, C}, DenseParamSpec::Normal, std_w},
+                                    {"transformer.wpe.weight", {a.block_size, C}, DenseParamSpec::Normal, std_w}};
+  auto layer_norm_specs = [&](const std::string& name) {
+    specs.push_back({name + ".weight", {C}, DenseParamSpec::Ones});
+    if (a.bias) specs.push_back({name + ".bias", {C}, DenseParamSpec::Zeros});
+  };
+  for (int64_t l = 0; l < a.n_layer; ++l) {
+    const std::string p = "transformer.h." + std::to_string(l) + ".";
+    const bool proj_bias = a.bias && (a.dense() || block_type(a.block_types[size_t(l)]).c_proj_biases);
+    layer_norm_specs(p + "ln_1");
+    specs.push_back({p + "attn.c_attn.weight", {3 * C, C}, DenseParamSpec::Normal, std_w});
+    if (a.bias) specs.push_back({p + "attn.c_attn.bias", {3 * C}, DenseParamSpec::Zeros});
+    specs.push_back({p + "attn.c_proj.weight", {C, C}, DenseParamSpec::Normal, std_proj});
+    if (proj_bias) specs.push_back({p + "attn.c_proj.bias", {C}, DenseParamSpec::Zeros});
+    layer_norm_specs(p + "ln_2");
+    specs.push_back({p + "mlp.c_fc.weight", {4 * C, C}, DenseParamSpec::Normal, std_w});
+    if (a.bias) specs.push_back({p + "mlp.c_fc.bias", {4 * C}, DenseParamSpec::Zeros});
+    specs.push_back({p + "mlp.c_proj.weight", {C, 4 * C}, DenseParamSpec::Normal, std_proj});
+    if (proj_bias) specs.push_back({p + "mlp.c_proj.bias", {C}, DenseParamSpec::Zeros});
+  }
+  layer_norm_specs("transformer.ln_f");
+  return specs;
+}
+
+std::string shape_str(torch::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+GPTImpl::GPTImpl(const ModelArgs& args, std::shared_ptr<TensorParallelGroup> group)
+    : args_(args), group_(std::move(group)) {
+  const int64_t C = args.n_embd;
+  wte_ = register_parameter("wte", torch::zeros({args.vocab_size, C}));
+  wpe_ = register_parameter("wpe", torch::zeros({args.block_size, C}));
+  ln_f_weight_ = register_parameter("ln_f_weight", torch::ones({C}));
+  if (args.bias) ln_f_bias_ = register_parameter("ln_f_bias", torch::zeros({C}));
+  for (int64_t l = 0; l < args.n_layer; ++l) {
+    auto block = args.dense() ? make_dense_block(args)
+                              : make_block({args, group_.get(), &replicated_grads_}, args.block_types[size_t(l)]);
+    blocks_.push_back(register_module("h" + std::to_string(l), block));
+  }
+}
+
+ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targets) {
+  const int64_t T = idx.size(1);
+  if (T > args_.block_size)
+    throw UserError("cannot forward a sequence of length " + std::to_string(T) +
+                    ": block_size is " + std::to_string(args_.block_size));
+  auto pos = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
+  auto x = maybe_dropout(torch::embedding(wte_, idx) + torch::embedding(wpe_, pos), args_.dropout, is_training());
+  ResidualStream stream(x, *group_, args_.parallel_merge == "mean");
+  for (auto& block : blocks_) block->forward(stream);
+  x = layer_norm(stream.replicated(), ln_f_weight_, ln_f_bias_);
+  ModelOutput out;
+  if (targets.defined()) {
+    out.logits = torch::matmul(x, wte_.t());
+    out.loss = torch::nll_loss(torch::log_softmax(out.logits.view({-1, out.logits.size(-1)}), -1),
+                               targets.reshape(-1), {}, at::Reduction::Mean, /*ignore_index=*/-1);
+  } else {
+    out.logits = torch::matmul(x.narrow(1, T - 1, 1), wte_.t());
+  }
+  return out;
+}
+
+std::vector<ParamSlot> GPTImpl::param_slots() {
+  std::vector<ParamSlot> slots{{"transformer.wte.weight", wte_, Layout::Replicated},
+                               {"transformer.wpe.weight", wpe_, Layout::Replicated}};
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    auto block_slots = blocks_[l]->param_slots("transformer.h." + std::to_string(l) + ".");
+    slots.insert(slots.end(), block_slots.begin(), block_slots.end());
+  }
+  slots.push_back({"transformer.ln_f.weight", ln_f_weight_, Layout::Replicated});
+  if (ln_f_bias_.defined()) slots.push_back({"transformer.ln_f.bias", ln_f_bias_, Layout::Replicated});
+  return slots;
+}
+
+void GPTImpl::sync_replicated_grads() { replicated_grads_.sync(*group_); }
+void GPTImpl::discard_replicated_grads() { replicated_grads_.reset(); }
+
+DenseState GPTImpl::dense_state() {
+  torch::NoGradGuard no_grad;
+  DenseState dense;
+  for (auto& slot : param_slots()) {
+    auto local = slot.param.detach();
+    dense[slot.dense_name] = slot.sharded() ? dense_from_shards(group_->gather_shards(local), slot.layout) : local.clone();
+  }
+  dense["lm_head.weight"] = dense["transformer.wte.weight"];
+  return dense;
+}
+
+void GPTImpl::load_dense_state(const DenseState& dense) {
+  torch::NoGradGuard no_grad;
+  auto slots = param_slots();
+  std::map<std::string, bool> expected;
+  for (auto& slot : slots) expected[slot.dense_name] = true;
+  for (auto& [name, tensor] : dense)
+    if (!expected.count(name) && name != "lm_head.weight")
+      throw UserError("unexpected tensor '" + name + "' in the weights for this model");
+  for (auto& slot : slots) {
+    auto it = dense.find(slot.dense_name);
+    if (it == dense.end()) throw UserError("the weights have no tensor '" + slot.dense_name + "'");
+    auto dense_shape = slot.param.sizes().vec();
+    if (slot.sharded()) {  // the dense shape of a sharded tensor
+      dense_shape.erase(dense_shape.begin());
+      const int64_t n = args_.tp_size;
+      if (slot.layout == Layout::RowParallel) dense_shape[1] *= n; else dense_shape[0] *= n;  // columns or rows
+    }
+    if (it->second.sizes().vec() != dense_shape)
+      throw UserError("tensor '" + slot.dense_name + "' has shape " + shape_str(it->second.sizes()) +
+                      ", the model expects " + shape_str(dense_shape));
+    auto local = shards_from_dense(it->second.to(slot.param.dtype()), slot.layout, args_.tp_size,
+                                   group_->first_shard(), group_->local_shards());
+    slot.param.copy_(local);
+  }
+}
+
+int64_t GPTImpl::num_params() {
+  int64_t n = 0;
+  for (auto& slot : param_slots())
+    if (slot.dense_name != "transformer.wpe.weight") n += slot.param.numel() * (slot.sharded() ? group_->tp_procs() : 1);
+  return n;
+}
+
+DenseState init_dense_weights(const ModelArgs& args, int64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(seed));
+  DenseState dense;
+  for (auto& spec : dense_param_specs(args)) {
+    torch::Tensor t;
+    switch (spec.init) {
+      case DenseParamSpec::Normal: t = torch::empty(spec.shape).normal_(0.0, spec.std, gen); break;
+      case DenseParamSpec::Ones: t = torch::ones(spec.shape); break;
+      case DenseParamSpec::Zeros: t = torch::zeros(spec.shape); break;
+    }
+    dense[spec.name] = t;
+  }
+  return dense;
+}
+
+GPT build_model(const ModelArgs& args, std::shared_ptr<TensorParallelGroup> group, int64_t seed,
+                torch::Device device, torch::Dtype dtype) {
+  GPT model(args, std::move(group));
+  model->load_dense_state(init_dense_weights(args, seed));
+  model->to(device, dtype);
+  return model;
+}
+
+}  // namespace dgpt

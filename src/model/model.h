@@ -1,0 +1,73 @@
+// The GPT: embeddings, a stack of blocks, final LayerNorm and the tied lm_head; model_type 'gpt'
+// (nanoGPT's dense GPT) or 'distributed_gpt' (blocks of block_types, split into tp_size shards).
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/tensor_parallel.h"
+#include "model/layout.h"
+#include "model/model_args.h"
+
+namespace dgpt {
+
+class BlockImpl;
+
+struct ModelOutput {
+  torch::Tensor logits;  // [B, T, V] with targets; [B, 1, V] (last position) without
+  torch::Tensor loss;    // mean cross-entropy, undefined without targets
+};
+
+using DenseState = std::map<std::string, torch::Tensor>;
+
+// model_type 'gpt' is nanoGPT's dense GPT; 'distributed_gpt' builds each layer from
+// block_types with tp_size shards, of which group->local_shards() live in this process.
+class GPTImpl : public torch::nn::Module {
+ public:
+  GPTImpl(const ModelArgs& args, std::shared_ptr<TensorParallelGroup> group);
+
+  ModelOutput forward(const torch::Tensor& idx, const torch::Tensor& targets = {});
+
+  // Every trainable tensor once (the tied lm_head is wte), with its dense name and layout.
+  std::vector<ParamSlot> param_slots();
+  // Once per optimizer step, after the backward passes: the replicated-gradient sync (SPEC §2).
+  void sync_replicated_grads();
+  void discard_replicated_grads();
+
+  // Weights in nanoGPT's dense layout, including the lm_head.weight alias of the tied wte. In a
+  // real run every process of the tensor-parallel group must call it (the shards are gathered).
+  DenseState dense_state();
+  // Loads dense weights into this process's shards. Throws UserError naming a missing, unexpected
+  // or misshapen tensor.
+  void load_dense_state(const DenseState& dense);
+
+  const ModelArgs& args() const { return args_; }
+  TensorParallelGroup& group() { return *group_; }
+  // Dense parameter count, without the position embedding (as nanoGPT reports it).
+  int64_t num_params();
+
+ private:
+  ModelArgs args_;
+  std::shared_ptr<TensorParallelGroup> group_;
+  ReplicatedGradSync replicated_grads_;  // of the replicated params the blocks use in the shard region
+  torch::Tensor wte_;          // [V, C], tied with the lm_head
+  torch::Tensor wpe_;          // [block_size, C]
+  torch::Tensor ln_f_weight_;  // [C]
+  torch::Tensor ln_f_bias_;    // [C], or undefined without bias
+  std::vector<std::shared_ptr<BlockImpl>> blocks_;
+};
+TORCH_MODULE(GPT);
+
+// nanoGPT's initialisation in the dense layout, from `seed`: normal(0, 0.02) for matrices and
+// embeddings, 0.02/sqrt(2*n_layer) for the residual projections (c_proj), zero biases, unit
+// LayerNorm weights. Every model type and tp_size built from the same seed starts from these.
+DenseState init_dense_weights(const ModelArgs& args, int64_t seed);
+
+// A model of `args`, initialised from `seed`, on `device` in `dtype`.
+GPT build_model(const ModelArgs& args, std::shared_ptr<TensorParallelGroup> group, int64_t seed,
+                torch::Device device, torch::Dtype dtype);
+
+}  // namespace dgpt
