@@ -565,8 +565,8 @@ TEST_CASE("errors name the key, the source and the text", "[config]") {
              Contains("override --n_layer=('a' +") && Contains("unexpected end of input"));
 
   std::ostringstream notices;
-  CHECK_THAT(error_of([&] { dgpt::load_sample_config({}, {"--top=5"}, notices); }),
-             Contains("unknown config key 'top'") && Contains("did you mean 'top_k'?"));
+  CHECK_THAT(error_of([&] { dgpt::load_sample_config({}, {"--topk=5"}, notices); }),
+             Contains("unknown config key 'topk'") && Contains("did you mean 'top_k'?"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,7 +673,7 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   dgpt::SampleConfig sample = dgpt::load_sample_config({}, {"--device=cpu", "--start=FILE:prompt.txt"}, notices);
   CHECK(sample.device_was_set);
   auto sample_items = dgpt::config_items(sample);
-  REQUIRE(sample_items.size() == 12);
+  REQUIRE(sample_items.size() == 13);
   CHECK(sample_items[2] == std::make_pair(std::string("start"), S("FILE:prompt.txt")));
   CHECK(dgpt::config_items(dgpt::SampleConfig{})[2].second == S("\n"));
 
@@ -682,7 +682,7 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   CHECK_THAT(help, Contains("block_types") && Contains("None") && Contains("'tp'"));
   CHECK_THAT(help, Contains("learning_rate") && Contains("0.0006"));
   std::string sample_help = dgpt::sample_keys_help();
-  CHECK(std::count(sample_help.begin(), sample_help.end(), '\n') == 12);
+  CHECK(std::count(sample_help.begin(), sample_help.end(), '\n') == 13);
   CHECK_THAT(sample_help, Contains("top_k") && Contains("200") && Contains("'\\n'"));
 }
 

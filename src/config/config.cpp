@@ -25,23 +25,18 @@ template <class Cfg>
 using Field = std::variant<int64_t Cfg::*, double Cfg::*, bool Cfg::*, std::string Cfg::*,
                            std::vector<std::string> Cfg::*>;
 
-// Runs after a key is assigned; may normalize the value, record that it was set, or reject it.
-template <class Cfg>
-using AfterSet = void (*)(Cfg& cfg, const std::string& origin, std::ostream& notices);
+enum class KeyKind { Plain, NoneAllowed, MarksDevice };
 
 template <class Cfg>
 struct Key {
   const char* name;
   Field<Cfg> field;
   const char* help;
-  bool none_allowed = false;  // block_types: None = all 'tp'; top_k: None = 0
-  AfterSet<Cfg> after_set = nullptr;
+  KeyKind kind = KeyKind::Plain;
+  bool none_allowed() const { return kind == KeyKind::NoneAllowed; }  // block_types: None = all 'tp'; top_k: None = 0
 };
 
-template <class Cfg>
-void mark_device_set(Cfg& cfg, const std::string&, std::ostream&) {
-  cfg.device_was_set = true;
-}
+#define DGPT_SCHEMA_ENTRY(type, name, default_value, kind, help) Key<C>{#name, &C::name, help, KeyKind::kind},
 
 template <class Cfg>
 const std::vector<Key<Cfg>>& schema();
@@ -49,74 +44,14 @@ const std::vector<Key<Cfg>>& schema();
 template <>
 const std::vector<Key<TrainConfig>>& schema<TrainConfig>() {
   using C = TrainConfig;
-  static const std::vector<Key<C>> keys = {
-      // I/O
-      {"out_dir", &C::out_dir, "directory for checkpoints (and the one init_from='resume' reads)"},
-      {"eval_interval", &C::eval_interval, "evaluate train/val loss every this many iterations"},
-      {"log_interval", &C::log_interval, "print the training loss every this many iterations"},
-      {"eval_iters", &C::eval_iters, "batches averaged per loss estimate"},
-      {"eval_only", &C::eval_only, "evaluate once and exit"},
-      {"always_save_checkpoint", &C::always_save_checkpoint,
-       "save at every eval, not only when val loss improves"},
-      {"init_from", &C::init_from, "'scratch' or 'resume' (from out_dir)"},
-      // data
-      {"dataset", &C::dataset, "dataset name: data/<dataset>/{train,val}.bin"},
-      {"data_dir", &C::data_dir, "dataset directory; '' means data/<dataset>"},
-      {"gradient_accumulation_steps", &C::gradient_accumulation_steps,
-       "micro-steps per optimizer step"},
-      {"batch_size", &C::batch_size, "sequences per micro-step"},
-      {"block_size", &C::block_size, "context length in tokens"},
-      // model
-      {"model_type", &C::model_type, "'gpt' (dense) or 'distributed_gpt' (tensor parallel)"},
-      {"n_layer", &C::n_layer, "number of transformer blocks"},
-      {"n_head", &C::n_head, "attention heads per block"},
-      {"n_embd", &C::n_embd, "embedding width"},
-      {"dropout", &C::dropout, "dropout probability, in [0, 1)"},
-      {"bias", &C::bias, "biases in Linear and LayerNorm layers"},
-      {"tp_size", &C::tp_size, "tensor-parallel shards per block"},
-      {"block_types", &C::block_types, "one of 'tp', 'spd', 'parallel' per layer; None = all 'tp'",
-       true},
-      {"parallel_merge", &C::parallel_merge, "how a run of parallel blocks merges: 'sum' or 'mean'"},
-      // optimizer
-      {"learning_rate", &C::learning_rate, "peak learning rate"},
-      {"max_iters", &C::max_iters, "total optimizer steps"},
-      {"weight_decay", &C::weight_decay, "AdamW weight decay"},
-      {"beta1", &C::beta1, "AdamW beta1"},
-      {"beta2", &C::beta2, "AdamW beta2"},
-      {"grad_clip", &C::grad_clip, "clip the global gradient norm at this value; 0 disables"},
-      // learning-rate schedule
-      {"decay_lr", &C::decay_lr, "warmup then cosine decay; False keeps learning_rate"},
-      {"warmup_iters", &C::warmup_iters, "linear warmup steps"},
-      {"lr_decay_iters", &C::lr_decay_iters, "step at which the cosine decay reaches min_lr"},
-      {"min_lr", &C::min_lr, "final learning rate"},
-      // system
-      {"backend", &C::backend, "'sim' (one process), 'gloo' (processes, CPU) or 'nccl' (processes, GPUs)"},
-      {"tp_procs", &C::tp_procs, "processes per tensor-parallel group; 0 = gcd(world size, tp_size)"},
-      {"comm_timeout", &C::comm_timeout, "seconds a collective or the rendezvous may wait before failing"},
-      {"device", &C::device, "'cpu', 'cuda', 'cuda:1', ...", false, &mark_device_set<C>},
-      {"dtype", &C::dtype, "'float32', 'bfloat16', 'float16' or 'float64'"},
-      {"seed", &C::seed, "random seed"},
-  };
+  static const std::vector<Key<C>> keys = {DGPT_TRAIN_KEYS(DGPT_SCHEMA_ENTRY)};
   return keys;
 }
 
 template <>
 const std::vector<Key<SampleConfig>>& schema<SampleConfig>() {
   using C = SampleConfig;
-  static const std::vector<Key<C>> keys = {
-      {"init_from", &C::init_from, "'resume' (the checkpoint in out_dir)"},
-      {"out_dir", &C::out_dir, "directory holding the checkpoint"},
-      {"start", &C::start, "prompt text, or 'FILE:path' to read it from a file"},
-      {"num_samples", &C::num_samples, "number of samples to draw"},
-      {"max_new_tokens", &C::max_new_tokens, "tokens generated per sample"},
-      {"temperature", &C::temperature, "softmax temperature; < 1 is less random"},
-      {"top_k", &C::top_k, "keep only the top_k most likely tokens; None or 0 keeps all", true},
-      {"seed", &C::seed, "random seed"},
-      {"device", &C::device, "'cpu', 'cuda', 'cuda:1', ...", false, &mark_device_set<C>},
-      {"dtype", &C::dtype, "'float32', 'bfloat16', 'float16' or 'float64'"},
-      {"tp_size", &C::tp_size, "tensor-parallel shards; 0 uses the checkpoint's"},
-      {"model_type", &C::model_type, "'gpt' or 'distributed_gpt'; '' uses the checkpoint's"},
-  };
+  static const std::vector<Key<C>> keys = {DGPT_SAMPLE_KEYS(DGPT_SCHEMA_ENTRY)};
   return keys;
 }
 
@@ -174,7 +109,7 @@ std::string expected_type(const Key<Cfg>& key) {
   return std::visit(
       [&](auto member) -> std::string {
         using T = std::decay_t<decltype(std::declval<Cfg&>().*member)>;
-        if constexpr (std::is_same_v<T, int64_t>) return key.none_allowed ? "int or None" : "int";
+        if constexpr (std::is_same_v<T, int64_t>) return key.none_allowed() ? "int or None" : "int";
         if constexpr (std::is_same_v<T, double>) return "float";
         if constexpr (std::is_same_v<T, bool>) return "bool (True or False)";
         if constexpr (std::is_same_v<T, std::string>) return "str";
@@ -197,7 +132,7 @@ void assign_value(Cfg& cfg, const Key<Cfg>& key, const PyValue& value, const std
         if constexpr (std::is_same_v<T, int64_t>) {
           if (value.is_int()) {
             field = std::get<int64_t>(value.v);
-          } else if (key.none_allowed && value.is_none()) {
+          } else if (key.none_allowed() && value.is_none()) {
             field = 0;
           } else {
             type_error();
@@ -219,7 +154,7 @@ void assign_value(Cfg& cfg, const Key<Cfg>& key, const PyValue& value, const std
           field = std::get<std::string>(value.v);
         } else {
           static_assert(std::is_same_v<T, std::vector<std::string>>);
-          if (key.none_allowed && value.is_none()) {
+          if (key.none_allowed() && value.is_none()) {
             field.clear();
             return;
           }
@@ -233,7 +168,7 @@ void assign_value(Cfg& cfg, const Key<Cfg>& key, const PyValue& value, const std
         }
       },
       key.field);
-  if (key.after_set != nullptr) key.after_set(cfg, origin, notices);
+  if (key.kind == KeyKind::MarksDevice) cfg.device_was_set = true;
 }
 
 template <class Cfg>
@@ -243,7 +178,7 @@ PyValue get_value(const Cfg& cfg, const Key<Cfg>& key) {
         const auto& field = cfg.*member;
         using T = std::decay_t<decltype(field)>;
         if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-          if (field.empty() && key.none_allowed) return PyValue{};
+          if (field.empty() && key.none_allowed()) return PyValue{};
           PyValue::List items;
           for (const auto& s : field) items.push_back(PyValue{s});
           return PyValue{std::move(items)};

@@ -6,54 +6,71 @@
 #include <vector>
 
 #include "config/pyliteral.h"
+#include "model/model_args.h"
 
 namespace dgpt {
 
-// Every key of `dgpt train`, with nanoGPT's train.py defaults where nanoGPT has the key.
+// Every key, declared once: X(type, name, default, kind, help). The structs below and the schema
+// that parses, checks, prints and documents them (config.cpp) are both expanded from these lists.
+// kind: Plain; NoneAllowed (None means the empty/zero value); MarksDevice (sets device_was_set).
+// `dgpt train`'s keys, with nanoGPT's train.py defaults where nanoGPT has the key.
+#define DGPT_TRAIN_KEYS(X) \
+  /* I/O */ \
+  X(std::string, out_dir, "out", Plain, "directory for checkpoints (and the one init_from='resume' reads)") \
+  X(int64_t, eval_interval, 2000, Plain, "evaluate train/val loss every this many iterations") \
+  X(int64_t, log_interval, 1, Plain, "print the training loss every this many iterations") \
+  X(int64_t, eval_iters, 200, Plain, "batches averaged per loss estimate") \
+  X(bool, eval_only, false, Plain, "evaluate once and exit") \
+  X(bool, always_save_checkpoint, true, Plain, "save at every eval, not only when val loss improves") \
+  X(std::string, init_from, "scratch", Plain, "'scratch' or 'resume' (from out_dir)") \
+  /* data */ \
+  X(std::string, dataset, "openwebtext", Plain, "dataset name: data/<dataset>/{train,val}.bin") \
+  X(std::string, data_dir, "", Plain, "dataset directory; '' means data/<dataset>") \
+  X(int64_t, gradient_accumulation_steps, 5 * 8, Plain, "micro-steps per optimizer step") \
+  X(int64_t, batch_size, 12, Plain, "sequences per micro-step") \
+  X(int64_t, block_size, 1024, Plain, "context length in tokens") \
+  /* model: the architecture's keys (model/model_args.h) */ \
+  DGPT_MODEL_KEYS(X) \
+  /* optimizer */ \
+  X(double, learning_rate, 6e-4, Plain, "peak learning rate") \
+  X(int64_t, max_iters, 600000, Plain, "total optimizer steps") \
+  X(double, weight_decay, 1e-1, Plain, "AdamW weight decay") \
+  X(double, beta1, 0.9, Plain, "AdamW beta1") \
+  X(double, beta2, 0.95, Plain, "AdamW beta2") \
+  X(double, grad_clip, 1.0, Plain, "clip the global gradient norm at this value; 0 disables") \
+  /* learning-rate schedule */ \
+  X(bool, decay_lr, true, Plain, "warmup then cosine decay; False keeps learning_rate") \
+  X(int64_t, warmup_iters, 2000, Plain, "linear warmup steps") \
+  X(int64_t, lr_decay_iters, 600000, Plain, "step at which the cosine decay reaches min_lr") \
+  X(double, min_lr, 6e-5, Plain, "final learning rate") \
+  /* system */ \
+  X(std::string, backend, "sim", Plain, "'sim' (one process), 'gloo' (processes, CPU) or 'nccl' (processes, GPUs)") \
+  X(int64_t, tp_procs, 0, Plain, "processes per tensor-parallel group; 0 = gcd(world size, tp_size)") \
+  X(double, comm_timeout, 300.0, Plain, "seconds a collective or the rendezvous may wait before failing") \
+  X(std::string, device, "cuda", MarksDevice, "'cpu', 'cuda', 'cuda:1', ...") \
+  X(std::string, dtype, "bfloat16", Plain, "'float32', 'bfloat16', 'float16' or 'float64'") \
+  X(int64_t, seed, 1337, Plain, "random seed")
+
+// `dgpt sample`'s keys, as nanoGPT's sample.py.
+#define DGPT_SAMPLE_KEYS(X) \
+  X(std::string, init_from, "resume", Plain, "'resume' (the checkpoint in out_dir)") \
+  X(std::string, out_dir, "out", Plain, "directory holding the checkpoint") \
+  X(std::string, start, "\n", Plain, "prompt text, or 'FILE:path' to read it from a file") \
+  X(int64_t, num_samples, 10, Plain, "number of samples to draw") \
+  X(int64_t, max_new_tokens, 500, Plain, "tokens generated per sample") \
+  X(double, temperature, 0.8, Plain, "softmax temperature; < 1 is less random") \
+  X(int64_t, top_k, 200, NoneAllowed, "keep only the top_k most likely tokens; None or 0 keeps all") \
+  X(double, top_p, 1.0, Plain, "nucleus sampling: keep the most likely tokens whose probabilities sum to top_p; 1 keeps all") \
+  X(int64_t, seed, 1337, Plain, "random seed") \
+  X(std::string, device, "cuda", MarksDevice, "'cpu', 'cuda', 'cuda:1', ...") \
+  X(std::string, dtype, "bfloat16", Plain, "'float32', 'bfloat16', 'float16' or 'float64'") \
+  X(int64_t, tp_size, 0, Plain, "tensor-parallel shards; 0 uses the checkpoint's") \
+  X(std::string, model_type, "", Plain, "'gpt' or 'distributed_gpt'; '' uses the checkpoint's")
+
+#define DGPT_DECLARE_CONFIG_KEY(type, name, default_value, kind, help) type name = default_value;
+
 struct TrainConfig {
-  // I/O
-  std::string out_dir = "out";
-  int64_t eval_interval = 2000;
-  int64_t log_interval = 1;
-  int64_t eval_iters = 200;
-  bool eval_only = false;
-  bool always_save_checkpoint = true;
-  std::string init_from = "scratch";  // 'scratch' | 'resume'
-  // data
-  std::string dataset = "openwebtext";
-  std::string data_dir = "";  // '' means data/<dataset> under the working directory
-  int64_t gradient_accumulation_steps = 5 * 8;
-  int64_t batch_size = 12;
-  int64_t block_size = 1024;
-  // model
-  std::string model_type = "gpt";  // 'gpt' | 'distributed_gpt'
-  int64_t n_layer = 12;
-  int64_t n_head = 12;
-  int64_t n_embd = 768;
-  double dropout = 0.0;
-  bool bias = false;
-  int64_t tp_size = 1;
-  std::vector<std::string> block_types;  // None / empty: all 'tp'
-  std::string parallel_merge = "sum";    // 'sum' | 'mean'
-  // optimizer
-  double learning_rate = 6e-4;
-  int64_t max_iters = 600000;
-  double weight_decay = 1e-1;
-  double beta1 = 0.9;
-  double beta2 = 0.95;
-  double grad_clip = 1.0;  // 0 disables
-  // learning-rate schedule
-  bool decay_lr = true;
-  int64_t warmup_iters = 2000;
-  int64_t lr_decay_iters = 600000;
-  double min_lr = 6e-5;
-  // system
-  std::string backend = "sim";  // 'sim' (one process) | 'gloo' (processes, CPU) | 'nccl' (processes, GPUs)
-  int64_t tp_procs = 0;         // W, processes per tensor-parallel group; 0: gcd(world size, tp_size)
-  double comm_timeout = 300.0;  // seconds any collective or the rendezvous may wait
-  std::string device = "cuda";
-  std::string dtype = "bfloat16";  // 'float32' | 'bfloat16' | 'float16' | 'float64'
-  int64_t seed = 1337;
+  DGPT_TRAIN_KEYS(DGPT_DECLARE_CONFIG_KEY)
 
   // Set by the loader: true when the user named `device` explicitly (file or override).
   bool device_was_set = false;
@@ -64,20 +81,8 @@ struct TrainConfig {
   std::vector<std::string> resolved_block_types() const;
 };
 
-// Keys of `dgpt sample`, as nanoGPT's sample.py.
 struct SampleConfig {
-  std::string init_from = "resume";
-  std::string out_dir = "out";
-  std::string start = "\n";  // or "FILE:path"
-  int64_t num_samples = 10;
-  int64_t max_new_tokens = 500;
-  double temperature = 0.8;
-  int64_t top_k = 200;  // 0 or None: no top-k filtering
-  int64_t seed = 1337;
-  std::string device = "cuda";
-  std::string dtype = "bfloat16";
-  int64_t tp_size = 0;         // 0: the checkpoint's
-  std::string model_type = ""; // '': the checkpoint's
+  DGPT_SAMPLE_KEYS(DGPT_DECLARE_CONFIG_KEY)
   bool device_was_set = false;
 };
 

@@ -45,10 +45,15 @@ PyValue from_ivalue(const c10::IValue& v) {
   throw UserError("unsupported value in the checkpoint's config");
 }
 
-c10::IValue strings(const std::vector<std::string>& items) {
+// A model_args field as torch.load reads it: lists of str as untagged lists, the rest as is.
+c10::IValue model_arg_ivalue(const std::vector<std::string>& items) {
   GenericList list(c10::AnyType::get());
   for (auto& s : items) list.push_back(s);
   return list;
+}
+template <class T>
+c10::IValue model_arg_ivalue(const T& value) {
+  return value;
 }
 
 // Reading: each accessor names what is missing or of the wrong kind.
@@ -82,6 +87,29 @@ struct Reader {
     auto v = at(d, key, where);
     if (!v.isString()) fail("'" + key + "' in " + where + " is not a string");
     return v.toStringRef();
+  }
+  bool boolean(const GenericDict& d, const std::string& key, const std::string& where) const {
+    auto v = at(d, key, where);
+    if (!v.isBool()) fail("'" + key + "' in " + where + " is not a bool");
+    return v.toBool();
+  }
+  std::vector<std::string> strings(const GenericDict& d, const std::string& key, const std::string& where) const {
+    auto v = from_ivalue(at(d, key, where));
+    if (!v.is_list()) fail("'" + key + "' in " + where + " is not a list");
+    std::vector<std::string> out;
+    for (auto& t : std::get<PyValue::List>(v.v)) {
+      if (!t.is_str()) fail("'" + key + "' in " + where + " holds a non-string");
+      out.push_back(std::get<std::string>(t.v));
+    }
+    return out;
+  }
+  // One field of a known type, by that type.
+  void read(const GenericDict& d, const std::string& key, int64_t& out) const { out = integer(d, key, "model_args"); }
+  void read(const GenericDict& d, const std::string& key, double& out) const { out = number(d, key, "model_args"); }
+  void read(const GenericDict& d, const std::string& key, bool& out) const { out = boolean(d, key, "model_args"); }
+  void read(const GenericDict& d, const std::string& key, std::string& out) const { out = str(d, key, "model_args"); }
+  void read(const GenericDict& d, const std::string& key, std::vector<std::string>& out) const {
+    out = strings(d, key, "model_args");
   }
   torch::Tensor tensor(const c10::IValue& v, const std::string& what) const {
     if (!v.isTensor()) fail(what + " is not a tensor");
@@ -130,17 +158,11 @@ void save_checkpoint(const Checkpoint& ckpt, const std::string& path) {
   optimizer.insert("state", state);
 
   auto args = new_dict();
-  args.insert("n_layer", a.n_layer);
-  args.insert("n_head", a.n_head);
-  args.insert("n_embd", a.n_embd);
+#define DGPT_WRITE_MODEL_KEY(type, name, default_value, kind, help) args.insert(#name, model_arg_ivalue(a.name));
+  DGPT_MODEL_KEYS(DGPT_WRITE_MODEL_KEY)
+#undef DGPT_WRITE_MODEL_KEY
   args.insert("block_size", a.block_size);
-  args.insert("bias", a.bias);
   args.insert("vocab_size", a.vocab_size);
-  args.insert("dropout", a.dropout);
-  args.insert("model_type", a.model_type);
-  args.insert("tp_size", a.tp_size);
-  args.insert("block_types", strings(a.block_types));
-  args.insert("parallel_merge", a.parallel_merge);
 
   auto config = new_dict();
   for (auto& [k, v] : ckpt.config) config.insert(k, to_ivalue(v));
@@ -181,24 +203,11 @@ Checkpoint load_checkpoint(const std::string& path) {
   Checkpoint ckpt;
   const auto args = r.dict(root, "model_args", "the checkpoint");
   auto& a = ckpt.model_args;
-  a.n_layer = r.integer(args, "n_layer", "model_args");
-  a.n_head = r.integer(args, "n_head", "model_args");
-  a.n_embd = r.integer(args, "n_embd", "model_args");
+#define DGPT_READ_MODEL_KEY(type, name, default_value, kind, help) r.read(args, #name, a.name);
+  DGPT_MODEL_KEYS(DGPT_READ_MODEL_KEY)
+#undef DGPT_READ_MODEL_KEY
   a.block_size = r.integer(args, "block_size", "model_args");
   a.vocab_size = r.integer(args, "vocab_size", "model_args");
-  a.dropout = r.number(args, "dropout", "model_args");
-  auto bias = r.at(args, "bias", "model_args");
-  if (!bias.isBool()) r.fail("'bias' in model_args is not a bool");
-  a.bias = bias.toBool();
-  a.model_type = r.str(args, "model_type", "model_args");
-  a.tp_size = r.integer(args, "tp_size", "model_args");
-  a.parallel_merge = r.str(args, "parallel_merge", "model_args");
-  auto types = from_ivalue(r.at(args, "block_types", "model_args"));
-  if (!types.is_list()) r.fail("'block_types' in model_args is not a list");
-  for (auto& t : std::get<PyValue::List>(types.v)) {
-    if (!t.is_str()) r.fail("'block_types' in model_args holds a non-string");
-    a.block_types.push_back(std::get<std::string>(t.v));
-  }
   if (int64_t(a.block_types.size()) != a.n_layer) r.fail("block_types does not have n_layer entries");
 
   for (const auto& kv : r.dict(root, "model", "the checkpoint"))

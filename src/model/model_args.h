@@ -6,18 +6,26 @@
 
 namespace dgpt {
 
+// The architecture's keys, declared once as the config's keys are (config/config.h):
+// X(type, name, default, kind, help). The config's model keys, ModelArgs and the checkpoint's
+// model_args are expanded from this list; vocab_size is not a key (it comes from the dataset).
+#define DGPT_MODEL_KEYS(X) \
+  X(std::string, model_type, "gpt", Plain, "'gpt' (dense) or 'distributed_gpt' (tensor parallel)") \
+  X(int64_t, n_layer, 12, Plain, "number of transformer blocks") \
+  X(int64_t, n_head, 12, Plain, "attention heads per block") \
+  X(int64_t, n_embd, 768, Plain, "embedding width") \
+  X(double, dropout, 0.0, Plain, "dropout probability, in [0, 1)") \
+  X(bool, bias, false, Plain, "biases in Linear and LayerNorm layers") \
+  X(int64_t, tp_size, 1, Plain, "tensor-parallel shards per block") \
+  X(std::vector<std::string>, block_types, {}, NoneAllowed, "one of 'tp', 'spd', 'parallel' per layer; None = all 'tp'") \
+  X(std::string, parallel_merge, "sum", Plain, "how a run of parallel blocks merges: 'sum' or 'mean'")
+
 struct ModelArgs {
-  int64_t n_layer = 12;
-  int64_t n_head = 12;
-  int64_t n_embd = 768;
-  int64_t block_size = 1024;
-  int64_t vocab_size = 50304;
-  double dropout = 0.0;
-  bool bias = false;
-  std::string model_type = "gpt";  // 'gpt' (nanoGPT's dense GPT) | 'distributed_gpt' (built from block_types)
-  int64_t tp_size = 1;
-  std::vector<std::string> block_types;  // n_layer entries (the baseline type for 'gpt')
-  std::string parallel_merge = "sum";
+#define DGPT_DECLARE_MODEL_FIELD(type, name, default_value, kind, help) type name = default_value;
+  DGPT_MODEL_KEYS(DGPT_DECLARE_MODEL_FIELD)
+#undef DGPT_DECLARE_MODEL_FIELD
+  int64_t block_size = 1024;   // the config's block_size (a data key there)
+  int64_t vocab_size = 50304;  // the dataset's (GPT-2's padded 50304 without a meta.json)
 
   // nanoGPT's dense GPT: every block is the dense reference block, and nothing is sharded.
   bool dense() const { return model_type == kDenseModelType; }

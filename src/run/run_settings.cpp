@@ -28,17 +28,13 @@ torch::Device resolve_device(const std::string& device, bool explicitly_set, std
 
 ModelArgs model_args_from(const TrainConfig& cfg, int64_t vocab_size) {
   ModelArgs a;
-  a.n_layer = cfg.n_layer;
-  a.n_head = cfg.n_head;
-  a.n_embd = cfg.n_embd;
+#define DGPT_COPY_MODEL_KEY(type, name, default_value, kind, help) a.name = cfg.name;
+  DGPT_MODEL_KEYS(DGPT_COPY_MODEL_KEY)
+#undef DGPT_COPY_MODEL_KEY
   a.block_size = cfg.block_size;
   a.vocab_size = vocab_size;
-  a.dropout = cfg.dropout;
-  a.bias = cfg.bias;
-  a.model_type = cfg.model_type;
   a.tp_size = cfg.dense() ? 1 : cfg.tp_size;
   a.block_types = cfg.resolved_block_types();
-  a.parallel_merge = cfg.parallel_merge;
   return a;
 }
 
