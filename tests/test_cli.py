@@ -285,40 +285,111 @@ def suite_inference():
               e["replicated_grad_sync"] == 1 and e["grad_norm_allreduce"] == 1, f"measured counts {e}")
 
 
+def tiny_flops_per_step():
+    """nanoGPT's estimate_mfu FLOPs for TINY at batch 4 x 32 tokens, counted here by hand."""
+    C, L, H, T, V = 32, 4, 4, 32, 65
+    per_layer = C + 3 * C * C + C * C + C + 4 * C * C + 4 * C * C  # ln_1, c_attn, c_proj, ln_2, c_fc, c_proj (no biases)
+    params = V * C + L * per_layer + C  # wte (tied lm_head), blocks, ln_f; not wpe
+    return (6 * params + 12 * L * H * (C // H) * T) * 4 * T
+
+
 def suite_bench():
-    """dgpt bench: one pattern, --compare with every column, --json, projections, the Gloo fit."""
+    """dgpt bench: the three times (simulated, per rank, projected), checked against hand arithmetic,
+    the plan, and a Gloo rank's own shapes and collectives."""
     prepare()
     common = [*TINY, "--model_type=distributed_gpt", "--tp_size=2", "--iters=3", "--burnin=1",
               "--gradient_accumulation_steps=1"]
     p = run("bench", *common, "--block_types=['tp','spd','parallel','parallel']")
-    for column in ["strategy", "ms/step", "tokens/s", "MFU", "fwd AR", "bwd AR", "coll/step", "bytes/step"]:
+    for column in ["strategy", "sim ms", "T_rank ms", "x dense", "rank tok/s", "MFU", "fwd AR", "coll/step",
+                   "bytes/step"]:
         check(column in p.stdout, f"bench prints {column}: {p.stdout}")
     check("peak:" in p.stdout and "measured" in p.stdout, "bench measures the peak")
+    check("all N shards on this one device" in p.stdout, "simulated time is labelled as such")
     p = run("bench", *common, "--compare=['tp']*4; ['spd']*4; ['parallel']*4", "--project=nvlink,100gbe,mine:8:25",
-            "--json=-", "--peak_flops=1e12")
+            "--json=-", "--peak_flops=1e12", "--ranks=all")
     j = json.loads(p.stdout)  # --json=- prints only the JSON on stdout
     rows = {r["strategy"]: r for r in j["rows"]}
     check(list(rows) == ["['tp']*4", "['spd']*4", "['parallel']*4", "dense"], f"rows {list(rows)}")
-    check(rows["['tp']*4"]["ms_ratio"] == 1.0 and rows["dense"]["model_type"] == "gpt", "ratios to the first row")
+    check(rows["dense"]["model_type"] == "gpt" and rows["dense"]["devices"] == 1 and rows["['tp']*4"]["devices"] == 2,
+          "devices: N for sharded rows, 1 for the dense model")
     check([rows[k]["forward_allreduce"] for k in rows] == [8, 4, 1, 0], f"forward all-reduces {rows}")
-    check(all(r["tokens_per_s"] > 0 and 0 < r["mfu"] for r in j["rows"]), "throughput and MFU")
     check(j["peak_flops"] == 1e12, "peak_flops as given")
+    # MFU against FLOPs counted by hand and the row's own times.
+    flops = tiny_flops_per_step()
+    for name, r in rows.items():
+        check(r["flops_per_step"] == flops, f"{name}: {r['flops_per_step']} FLOPs per step, by hand {flops}")
+        want = flops / (r["devices"] * r["rank_ms"] / 1e3 * 1e12)
+        check(abs(r["rank_mfu"] - want) <= 1e-9 * want, f"{name}: rank MFU {r['rank_mfu']} vs {want}")
+        want = flops / (r["sim_ms_per_step"] / 1e3 * 1e12)
+        check(abs(r["sim_mfu"] - want) <= 1e-9 * want, f"{name}: simulated MFU {r['sim_mfu']} vs {want}")
+    # --ranks=all: every rank timed, the slowest one is T_rank.
+    for name in ["['tp']*4", "['spd']*4", "['parallel']*4"]:
+        by_rank = rows[name]["rank_ms_by_rank"]
+        check([x["rank"] for x in by_rank] == [0, 1] and rows[name]["rank_ms"] == max(x["ms"] for x in by_rank),
+              f"{name}: ranks {by_rank}")
+    check(rows["dense"]["rank_ms"] == rows["dense"]["sim_ms_per_step"], "the dense model's T_rank is its own step")
+    # The solo rank tallies what the plan says a real rank sends.
+    for name, types in [("['tp']*4", "['tp']*4"), ("['spd']*4", "['spd']*4"), ("['parallel']*4", "['parallel']*4")]:
+        plan_args = [a for a in common if not a.startswith(("--iters", "--burnin"))]
+        plan = json.loads(run("comms", *plan_args, f"--block_types={types}", "--dtype=float32", "--json").stdout)
+        r = rows[name]
+        check(r["forward_allreduce"] == plan["forward_allreduce"] and r["backward_allreduce"] == plan["backward_allreduce"]
+              and r["replicated_grad_sync"] == plan["replicated_grad_sync"]
+              and r["grad_norm_allreduce"] == plan["grad_norm_allreduce"]
+              and r["collectives_per_step"] == plan["collectives_per_step"]
+              and r["bytes_per_step"] == plan["bytes_per_step"], f"{name}: solo rank {r} vs plan {plan}")
+    # A solo rank holds a real rank's shapes: L = 1 shard of c_attn [3C/N, C] and the c_proj columns [C, C/N].
+    shapes = dict((n, s) for n, s in rows["['tp']*4"]["rank_param_shapes"])
+    check(shapes["transformer.h.0.attn.c_attn.weight"] == [1, 48, 32] and
+          shapes["transformer.h.0.attn.c_proj.weight"] == [1, 32, 16] and
+          shapes["transformer.h.0.mlp.c_fc.weight"] == [1, 64, 32] and shapes["transformer.wte.weight"] == [65, 32],
+          f"solo-rank shapes {shapes}")
+    # Projections: T_rank + the ring all-reduces, by hand.
     proj = [x for x in j["projections"] if x["interconnect"] == "100gbe"]
     check(len(proj) == 4 and len(j["projections"]) == 12, f"projections {len(j['projections'])}")
-    tp_row = next(x for x in proj if x["strategy"] == "['tp']*4")
+    by = {x["strategy"]: x for x in proj}
     # 8 fwd + 8 bwd all-reduces of 4 x 32 x 32 x 4 bytes at n = 2, plus 1 grad-norm of 8 bytes, on 100 GbE
     ar = 2 * 20e-6 + 16384 / 12.5e9
     expected = 16 * ar + (2 * 20e-6 + 8 / 12.5e9)
+    tp_row = by["['tp']*4"]
     check(abs(tp_row["comm_ms"] - expected * 1e3) < 1e-9, f"projected comm {tp_row['comm_ms']} vs {expected * 1e3}")
-    check(tp_row["speedup_vs_all_tp"] == 1.0, "all-tp is the projection's baseline")
+    check(tp_row["rank_ms"] == rows["['tp']*4"]["rank_ms"] and
+          abs(tp_row["projected_ms"] - (tp_row["rank_ms"] + expected * 1e3)) < 1e-9, "projected = T_rank + comm")
+    # spd: 4 + 4 all-reduces, the grad norm, and the replicated-gradient sync of 2 x 32 x 4 x 4 bytes
+    spd = by["['spd']*4"]
+    expected_spd = 8 * ar + (2 * 20e-6 + 8 / 12.5e9) + (2 * 20e-6 + 4 * 2 * 32 * 4 / 12.5e9)
+    check(abs(spd["projected_ms"] - (rows["['spd']*4"]["rank_ms"] + expected_spd * 1e3)) < 1e-9, f"spd projection {spd}")
+    check(abs(spd["speedup_vs_all_tp"] - tp_row["projected_ms"] / spd["projected_ms"]) < 1e-12, "vs all-tp")
+    check(abs(spd["speedup_vs_dense"] - by["dense"]["projected_ms"] / spd["projected_ms"]) < 1e-12, "vs dense")
+    check(by["dense"]["comm_ms"] == 0 and by["dense"]["projected_ms"] == rows["dense"]["rank_ms"],
+          "the dense model is one device: nothing sent")
+    want = flops / (2 * spd["projected_ms"] / 1e3 * 1e12)
+    check(abs(spd["mfu"] - want) <= 1e-9 * want, f"projected MFU {spd['mfu']} vs {want}")
     check("projection on nvlink" in p.stderr and "vs all-tp" in p.stderr, "projection tables on stderr")
     error_case(["bench", *common, "--compare=['tp']*3"], "block_types")
     error_case(["bench", *common, "--project=infiniband"], "infiniband")
-    # Gloo: fit alpha and beta on loopback and compare the prediction with the measured communication
+    error_case(["bench", *common, "--ranks=first"], "--ranks")
+    error_case(["bench", *common, "--mode=serve"], "--mode")
+    # Gloo: fit alpha and beta on loopback; every rank's step, time in collectives and own solo rank; a real
+    # rank holds exactly the solo rank's shapes and sends exactly what the solo rank tallies.
+    out = os.path.join(WORK, "bench_gloo.json")
     p = run("launch", "--nproc", "2", "--", "bench", *common, "--backend=gloo", "--fit_alpha_beta=True",
-            "--compare=['tp']*4; ['spd']*4")
+            "--compare=['tp']*4; ['spd']*4", f"--json={out}")
     check("alpha-beta fit of Gloo all-reduces over 2 processes" in p.stdout, f"fit printed: {p.stdout[-2000:]}")
     check(p.stdout.count("predicted") == 2, "prediction against each measured run")
+    check("time model against this real run" in p.stdout, "validation table printed")
+    g = json.load(open(out))
+    for r in g["rows"]:
+        if r["model_type"] == "gpt":
+            continue
+        check(r["real_param_shapes"] == r["rank_param_shapes"], f"{r['strategy']}: a Gloo rank's shapes = the solo rank's")
+        for kind in ["forward_allreduce", "backward_allreduce", "replicated_grad_sync", "grad_norm_allreduce"]:
+            check(r["real_" + kind] == r[kind] and r[f"real_{kind}_bytes"] == r[f"{kind}_bytes"],
+                  f"{r['strategy']}: measured {kind} {r['real_' + kind]} vs solo rank {r[kind]}")
+    v = g["validation"]
+    check(len(v) == 4 and sorted(x["rank"] for x in v) == [0, 0, 1, 1], f"validation rows {v}")
+    check(all(abs(x["compute_ms"] - (x["step_ms"] - x["comm_ms"])) < 1e-9 and "projected_ms" in x for x in v),
+          "compute = step - comm, projected with the fit")
 
 
 if __name__ == "__main__":

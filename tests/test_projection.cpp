@@ -82,3 +82,26 @@ TEST_CASE("alpha-beta fit weighs every size by its relative error", "[projection
   }
   CHECK(fit.model.alpha_s == Approx(50e-6).epsilon(0.05));
 }
+
+TEST_CASE("projected step: T_rank + exposed collectives, overlap charged max(0, t - T_next)", "[projection]") {
+  // A synthetic plan on a made-up link: alpha 10 us, 1 GB/s, n = 4 ranks (6 ring steps, 6/4 of the bytes).
+  const dgpt::Interconnect net{"test", 10e-6, 1e9, "test"};
+  const double t_ar = 6 * 10e-6 + 1.5 * 1e6 / 1e9;  // one all-reduce of 1 MB: 1.56 ms
+  std::vector<dgpt::StepCollective> plan{
+      {"forward_allreduce", 4, 1e6},                                 // blocking: 4 x 1.56 ms
+      {"grad_norm_allreduce", 1, 8},                                  // 6 alpha + 12 ns
+      {"overlapped_allreduce", 2, 1e6, true, 1.0e-3},                 // hides 1 ms of 1.56: 0.56 ms exposed each
+      {"overlapped_hidden", 3, 1e6, true, 5.0e-3},                    // fully hidden behind 5 ms
+  };
+  CHECK(dgpt::exposed_seconds(plan[0], net, 4) == Approx(4 * t_ar).epsilon(1e-12));
+  CHECK(dgpt::exposed_seconds(plan[1], net, 4) == Approx(60e-6 + 1.5 * 8 / 1e9).epsilon(1e-12));
+  CHECK(dgpt::exposed_seconds(plan[2], net, 4) == Approx(2 * (t_ar - 1.0e-3)).epsilon(1e-12));
+  CHECK(dgpt::exposed_seconds(plan[3], net, 4) == 0.0);
+  const double t_rank = 0.020;  // a solo rank's measured step
+  const double expected = 0.020 + 4 * t_ar + (60e-6 + 12e-9) + 2 * (t_ar - 1.0e-3);
+  CHECK(dgpt::projected_step_seconds(t_rank, plan, net, 4) == Approx(expected).epsilon(1e-12));
+  // One rank: nothing is sent, the step is the rank's compute.
+  CHECK(dgpt::projected_step_seconds(t_rank, plan, net, 1) == t_rank);
+  // MFU of the 4-device run: 1 TFLOP per step in 0.1 s on 4 devices of 10 TFLOP/s peak = 25%.
+  CHECK(dgpt::model_flops_utilisation(1e12, 4, 0.1, 10e12) == Approx(0.25).epsilon(1e-12));
+}

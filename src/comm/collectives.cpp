@@ -109,7 +109,8 @@ ProcessTensorParallelGroup::ProcessTensorParallelGroup(int64_t tp_size, std::sha
     : TensorParallelGroup(tp_size, tp->size(), tp->rank()), tp_(std::move(tp)) {}
 
 void ProcessTensorParallelGroup::all_reduce_sum_(torch::Tensor& t, CommKind kind) {
-  if (tp_procs_ == 1) {  // every shard is here: nothing is sent, and a real run reports what it sends
+  if (tp_procs_ == 1) {  // every shard is here: nothing is sent, and it reports what W > 1 would send,
+    if (tp_size_ > 1) tally_.record(kind, t.numel() * t.element_size(), 0.0);  // as the simulated group does
     return;
   }
   const auto t0 = Clock::now();

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "base/errors.h"
@@ -55,6 +56,22 @@ double ring_allreduce_seconds(const Interconnect& net, int64_t n, double bytes) 
   if (n <= 1) return 0;
   const double steps = 2.0 * double(n - 1);
   return steps * net.alpha_s + steps / double(n) * bytes / net.bandwidth_Bps;
+}
+
+double exposed_seconds(const StepCollective& c, const Interconnect& net, int64_t n) {
+  const double t = ring_allreduce_seconds(net, n, c.bytes_each);
+  return double(c.count) * (c.overlaps ? std::max(0.0, t - c.overlap_compute_s) : t);
+}
+
+double projected_step_seconds(double rank_seconds, const std::vector<StepCollective>& collectives,
+                              const Interconnect& net, int64_t n) {
+  double s = rank_seconds;
+  for (auto& c : collectives) s += exposed_seconds(c, net, n);
+  return s;
+}
+
+double model_flops_utilisation(double flops_per_step, int64_t devices, double seconds, double peak_flops) {
+  return flops_per_step / (double(devices) * seconds * peak_flops);
 }
 
 AlphaBetaFit fit_alpha_beta(const std::string& name, int64_t n, const std::vector<std::pair<double, double>>& samples) {

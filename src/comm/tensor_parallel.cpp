@@ -16,6 +16,7 @@ const char* comm_kind_name(CommKind kind) {
     case CommKind::ReplicatedGradSync: return "replicated_grad_sync";
     case CommKind::GradNormAllReduce: return "grad_norm_allreduce";
     case CommKind::DataParallelGrad: return "data_parallel_grad";
+    case CommKind::LossAverage: return "loss_average";
     case CommKind::Count: break;
   }
   return "?";
@@ -54,6 +55,16 @@ TensorParallelGroup::TensorParallelGroup(int64_t tp_size, int64_t procs, int64_t
 
 void SimulatedGroup::all_reduce_sum_(torch::Tensor& t, CommKind kind) {
   if (tp_size_ > 1) tally_.record(kind, t.numel() * t.element_size(), 0.0);
+}
+
+void SoloRankGroup::all_reduce_sum_(torch::Tensor& t, CommKind kind) {
+  if (tp_size_ > 1) tally_.record(kind, t.numel() * t.element_size(), 0.0);
+}
+
+torch::Tensor SoloRankGroup::gather_shards(const torch::Tensor& local) {
+  auto sizes = local.sizes().vec();  // [1, ...] -> [N, ...]
+  sizes[0] = tp_size_;
+  return local.expand(sizes).contiguous();
 }
 
 namespace {

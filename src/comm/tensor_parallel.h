@@ -16,6 +16,7 @@ enum class CommKind : int {
   ReplicatedGradSync,    // shard-local grads of replicated params, coalesced, per optimizer step
   GradNormAllReduce,     // global grad norm for clipping, per optimizer step
   DataParallelGrad,      // gradient average across data-parallel replicas
+  LossAverage,           // the training loss averaged over data-parallel replicas, for the log line
   Count
 };
 constexpr int kCommKinds = static_cast<int>(CommKind::Count);
@@ -74,6 +75,17 @@ class SimulatedGroup : public TensorParallelGroup {
   explicit SimulatedGroup(int64_t tp_size) : TensorParallelGroup(tp_size, 1, 0) {}
   void all_reduce_sum_(torch::Tensor& t, CommKind kind) override;
   torch::Tensor gather_shards(const torch::Tensor& local) override { return local; }
+};
+
+// Rank `rank` of an N-rank tensor-parallel group (W = N, L = 1), run alone (SPEC §5): the shapes
+// and kernels of a real rank, collectives that send nothing (t keeps this rank's own part) but are
+// tallied as a real rank's. Its numbers mean nothing; its time is the per-rank compute T_rank(N).
+// Only for timing: gather_shards replicates this rank's shard, so its checkpoints mean nothing too.
+class SoloRankGroup : public TensorParallelGroup {
+ public:
+  SoloRankGroup(int64_t tp_size, int64_t rank) : TensorParallelGroup(tp_size, tp_size, rank) {}
+  void all_reduce_sum_(torch::Tensor& t, CommKind kind) override;
+  torch::Tensor gather_shards(const torch::Tensor& local) override;
 };
 
 // f — copy to shards. Forward: the replicated [B,T,C] tensor becomes the shard-region tensor

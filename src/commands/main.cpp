@@ -119,6 +119,14 @@ int run(int argc, char** argv) {
   bench_cmd->add_option("--json", bench_opt.json, "Write the results as JSON to FILE ('-': stdout)");
   bench_cmd->add_option("--fit_alpha_beta", bench_opt.fit_alpha_beta,
                         "With backend='gloo' under dgpt launch: fit the alpha-beta model to this machine");
+  bench_cmd->add_option("--ranks", bench_opt.ranks,
+                        "Solo ranks timed for T_rank(N): 0 (default), all (shows imbalance), or a list such as 0,3")
+      ->capture_default_str();
+  bench_cmd->add_option("--mode", bench_opt.mode, "train (AdamW steps) or generate (prefill + decode with the KV cache)")
+      ->capture_default_str();
+  bench_cmd->add_option("--prompt_len", bench_opt.prompt_len, "generate: prompt tokens prefilled")->capture_default_str();
+  bench_cmd->add_option("--new_tokens", bench_opt.new_tokens, "generate: tokens decoded one by one")->capture_default_str();
+  bench_cmd->add_option("--gen_batch", bench_opt.gen_batch, "generate: sequences decoded together")->capture_default_str();
   bench_cmd->footer("Config overrides: --key=value, as for train.\nExample: dgpt bench configs/train_gpt2.py "
                     "--device=cpu --compare=\"['tp']*12; ['spd']*12\" --project=nvlink,ib");
 

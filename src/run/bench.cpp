@@ -5,39 +5,56 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <fstream>
 #include <ostream>
 #include <sstream>
 
-#include "blocks/block.h"
 #include "base/clock.h"
+#include "base/torch_compat.h"
+#include "blocks/block.h"
+#include "comm/interconnect.h"
+#include "files/tokenizer.h"
 #include "model/comm_plan.h"
-#include "run/process_mesh.h"
 #include "model/model.h"
 #include "model/optim.h"
 #include "model/precision.h"
-#include "comm/interconnect.h"
+#include "run/bench_common.h"
+#include "run/process_mesh.h"
 #include "run/run_settings.h"
-#include "files/tokenizer.h"
-#include "base/torch_compat.h"
 #include "run/train.h"
 
 namespace dgpt {
 
 namespace {
 
-void synchronize(torch::Device device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index());
-}
+// One solo rank's timing.
+struct RankTime {
+  int64_t rank = 0;
+  double ms = 0;
+  int64_t peak_memory_bytes = -1;
+};
 
 struct Row {
   std::string label;
   ModelArgs args;
-  // measured, per optimizer step
-  double ms = 0, tokens_per_s = 0, mfu = 0, flops_per_step = 0;
-  int64_t peak_memory_bytes = -1;  // on CUDA: the most bytes tensors held during burn-in and timing
-  CommTally comm;  // per step (counts, bytes, seconds)
+  double flops_per_step = 0;
+  // Simulated (backend 'sim'): all N shards on this device. Real runs: this rank's measured step.
+  double step_ms = 0;
+  int64_t peak_memory_bytes = -1;  // on CUDA: the most bytes tensors held during the step's timing
+  CommTally step_comm;             // per step, of the step above (real runs: with measured seconds)
+  // Per rank: T_rank(N) of the solo ranks timed (the dense model: its own step, N = 1).
+  std::vector<RankTime> rank_times;
+  CommTally rank_comm;  // per step, as the solo rank tallies it: what a real rank sends
+  nlohmann::json step_param_shapes, rank_param_shapes;  // of the step's model and of the solo rank's
+  // Real runs: every TP rank's measured step, time in collectives, and own solo-rank time.
+  std::vector<double> real_step_ms, real_comm_ms, real_solo_ms;
+
+  double rank_ms() const {  // the slowest rank sets the pace of an N-device step
+    double m = 0;
+    for (auto& r : rank_times) m = std::max(m, r.ms);
+    return m;
+  }
+  int64_t devices() const { return args.dense() ? 1 : args.tp_size; }
 };
 
 // The rows to run: the config's pattern, or each ';'-separated item of --compare ("dense" or "gpt"
@@ -88,37 +105,36 @@ std::vector<Row> rows_for(const TrainConfig& cfg, const BenchOptions& opt, int64
   return rows;
 }
 
+// Which solo ranks to time: "0", "all", "0,3".
+std::vector<int64_t> solo_ranks(const std::string& spec, int64_t tp_size) {
+  std::vector<int64_t> ranks;
+  if (spec == "all") {
+    for (int64_t r = 0; r < tp_size; ++r) ranks.push_back(r);
+    return ranks;
+  }
+  std::stringstream ss(spec);
+  for (std::string item; std::getline(ss, item, ',');) {
+    item = trim(item);
+    int64_t r = -1;
+    try {
+      size_t used = 0;
+      r = std::stoll(item, &used);
+      if (used != item.size()) r = -1;
+    } catch (const std::exception&) {
+    }
+    if (r < 0) throw UserError("--ranks=" + spec + ": expected 'all' or rank numbers such as 0,3");
+    if (r < tp_size) ranks.push_back(r);  // a rank a row does not have (dense: only 0) is skipped
+  }
+  if (ranks.empty()) ranks.push_back(0);
+  return ranks;
+}
+
 // nanoGPT's estimate_mfu: 6N + 12·L·H·Q·T FLOPs per token for forward and backward.
 double flops_per_step(GPT& model, const TrainConfig& cfg) {
   const auto& a = model->args();
   const double per_token = 6.0 * double(model->num_params()) +
                            12.0 * double(a.n_layer * a.n_head * (a.n_embd / a.n_head) * a.block_size);
   return per_token * double(cfg.block_size * cfg.batch_size * cfg.gradient_accumulation_steps);
-}
-
-// The device's matmul throughput: the peak that MFU is measured against when none is given.
-// Matmuls run in the autocast dtype when there is one (bf16 on a GPU), else the parameters'.
-double measure_peak_flops(torch::Device device, const Precision& precision) {
-  const int64_t n = device.is_cuda() ? 8192 : 1024;
-  auto opts = torch::TensorOptions().device(device).dtype(precision.autocast.value_or(precision.param_dtype));
-  auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
-  for (int i = 0; i < 2; ++i) torch::mm(a, b);
-  synchronize(device);
-  const int reps = device.is_cuda() ? 20 : 5;
-  const auto t0 = Clock::now();
-  for (int i = 0; i < reps; ++i) torch::mm(a, b);
-  synchronize(device);
-  return 2.0 * double(n) * double(n) * double(n) * reps / seconds_since(t0);
-}
-
-// The alpha-beta model's time for what a step sent: every collective of a kind has the same size.
-double projected_comm_seconds(const CommTally& step, const Interconnect& net, int64_t n) {
-  double s = 0;
-  for (int k = 0; k < kCommKinds; ++k)
-    if (step.count[size_t(k)] > 0)
-      s += double(step.count[size_t(k)]) *
-           ring_allreduce_seconds(net, n, double(step.bytes[size_t(k)]) / double(step.count[size_t(k)]));
-  return s;
 }
 
 CommTally per_step(const CommTally& total, int64_t iters) {
@@ -131,7 +147,16 @@ CommTally per_step(const CommTally& total, int64_t iters) {
   return t;
 }
 
-// Median seconds of all-reduces of each size over the TP group, for the alpha-beta fit.
+// The collectives of a step for a projection: every collective of a kind has the same size.
+std::vector<StepCollective> step_collectives(const CommTally& step) {
+  std::vector<StepCollective> out;
+  for (int k = 0; k < kCommKinds; ++k)
+    if (step.count[size_t(k)] > 0)
+      out.push_back({comm_kind_name(CommKind(k)), step.count[size_t(k)],
+                     double(step.bytes[size_t(k)]) / double(step.count[size_t(k)])});
+  return out;
+}
+
 // All-reduce times over the TP group, size by size, measured as a training step meets them: each
 // one after a burst of compute (the cores busy, as between a step's collectives), not back to back
 // on idle cores, whose wake-up alone can cost more than the transfer. Sizes: 8 bytes (the grad
@@ -161,10 +186,97 @@ std::vector<std::pair<double, double>> sweep_allreduce(Collectives& tp) {
   return samples;
 }
 
+// What timing a model needs, the same for every row.
+struct Timer {
+  const TrainConfig& cfg;
+  const BenchOptions& opt;
+  torch::Device device;
+  const Precision& precision;
+  const Dataset* data;
+  at::Generator synthetic;
+  uint64_t batches_drawn = 0;
+
+  struct Result {
+    double ms = 0;
+    int64_t peak_memory_bytes = -1;
+    CommTally comm;  // per step
+    double flops = 0;
+    nlohmann::json param_shapes;  // [[dense name, local shape], ...]: what this process holds
+  };
+
+  // burnin + iters AdamW steps of `args` over `group` at learning rate `lr`; the mean of the timed ones.
+  Result time_steps(const ModelArgs& args, std::shared_ptr<TensorParallelGroup> group, double lr) {
+    if (device.is_cuda()) compat::cuda_reset_peak_memory(device.index());
+    GPT model = build_model(args, group, cfg.seed, device, precision.param_dtype);
+    model->train();
+    AdamW optimizer(model->param_slots(), cfg.weight_decay, cfg.beta1, cfg.beta2);
+    LossScaler scaler(precision.loss_scaling());
+    OptimizerStep optimizer_step{model, optimizer, cfg, precision, scaler, nullptr};
+    auto batch_for = [&](int64_t) {
+      if (data)
+        return sample_batch(*data->train, cfg.batch_size, cfg.block_size,
+                            mix_seed({uint64_t(cfg.seed), 0xBE7C, batches_drawn++}), device);
+      auto x = torch::randint(args.vocab_size, {cfg.batch_size, cfg.block_size + 1}, synthetic, torch::kLong).to(device);
+      return Batch{x.narrow(1, 0, cfg.block_size), x.narrow(1, 1, cfg.block_size)};
+    };
+    auto step = [&](int64_t it) { optimizer_step(it, lr, 0, cfg.gradient_accumulation_steps, batch_for); };
+    for (int64_t it = 0; it < opt.burnin; ++it) step(it);
+    synchronize_device(device);
+    const CommTally before = group->tally();
+    const auto t0 = Clock::now();
+    for (int64_t it = 0; it < opt.iters; ++it) step(opt.burnin + it);
+    synchronize_device(device);
+    Result r;
+    r.ms = seconds_since(t0) / double(opt.iters) * 1e3;
+    r.comm = per_step(group->tally() - before, opt.iters);
+    r.flops = flops_per_step(model, cfg);
+    r.param_shapes = nlohmann::json::array();
+    for (auto& slot : model->param_slots()) r.param_shapes.push_back({slot.dense_name, slot.param.sizes().vec()});
+    if (device.is_cuda()) r.peak_memory_bytes = compat::cuda_peak_allocated_bytes(device.index());
+    return r;
+  }
+};
+
+std::string mem_str(int64_t bytes) { return bytes < 0 ? "n/a" : human_bytes(double(bytes)); }
+
 }  // namespace
+
+void synchronize_device(torch::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+// The device's matmul throughput: the peak that MFU is measured against when none is given.
+// Matmuls run in the autocast dtype when there is one (bf16 on a GPU), else the parameters'.
+double measure_peak_flops(torch::Device device, const Precision& precision) {
+  const int64_t n = device.is_cuda() ? 8192 : 1024;
+  auto opts = torch::TensorOptions().device(device).dtype(precision.autocast.value_or(precision.param_dtype));
+  auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
+  for (int i = 0; i < 2; ++i) torch::mm(a, b);
+  synchronize_device(device);
+  const int reps = device.is_cuda() ? 20 : 5;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < reps; ++i) torch::mm(a, b);
+  synchronize_device(device);
+  return 2.0 * double(n) * double(n) * double(n) * reps / seconds_since(t0);
+}
+
+void write_bench_json(const nlohmann::json& j, const std::string& where, std::ostream& stdout_stream,
+                      std::ostream& table) {
+  if (where == "-") {
+    stdout_stream << j.dump(2) << "\n";
+    return;
+  }
+  std::ofstream f(where);
+  if (!f) throw UserError("cannot write " + where);
+  f << j.dump(2) << "\n";
+  if (!f.flush()) throw UserError("cannot write " + where + " (disk full?)");
+  table << "wrote " << where << "\n";
+}
 
 void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_out, std::ostream& main_notices) {
   if (opt.iters < 1 || opt.burnin < 0) throw UserError("bench needs iters >= 1 and burnin >= 0");
+  if (opt.mode == "generate") return bench_generate(cfg, opt, main_out, main_notices);  // bench_generate.cpp
+  if (opt.mode != "train") throw UserError("--mode=" + opt.mode + ": expected 'train' or 'generate'");
   const LaunchEnv launch_env = read_launch_env();
   const ProcessMesh mesh = make_process_mesh(cfg, launch_env, main_notices);
   if (mesh.dp > 1) throw UserError("dgpt bench measures one tensor-parallel group: use tp_procs = the world size");
@@ -180,6 +292,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
   if (opt.real_data) data = std::make_unique<Dataset>(Dataset::open(cfg.resolved_data_dir(), cfg.block_size));
   const auto nets = parse_interconnects(opt.project);
   std::vector<Row> rows = rows_for(cfg, opt, vocab);
+  const bool real = cfg.backend != "sim";
 
   const double peak = opt.peak_flops > 0 ? opt.peak_flops : measure_peak_flops(device, precision);
   out << fmt::format("peak: {:.2f} TFLOP/s ({})\n", peak / 1e12,
@@ -199,84 +312,167 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
                        mesh.tp_procs, fit->model.alpha_s * 1e6, fit->model.bandwidth_Bps / 1e9, fit->r2);
   }
 
-  auto synthetic = at::make_generator<at::CPUGeneratorImpl>(uint64_t(cfg.seed));
-  uint64_t batches_drawn = 0;
+  Timer timer{cfg, opt, device, precision, data.get(), at::make_generator<at::CPUGeneratorImpl>(uint64_t(cfg.seed))};
   for (auto& row : rows) {
+    // 1. The step as this run takes it: simulated (N shards here), or this rank's share of a real run.
     const auto group = tensor_parallel_group(row.args, cfg, mesh);
-    if (device.is_cuda()) compat::cuda_reset_peak_memory(device.index());
-    GPT model = build_model(row.args, group, cfg.seed, device, precision.param_dtype);
-    model->train();
-    AdamW optimizer(model->param_slots(), cfg.weight_decay, cfg.beta1, cfg.beta2);
-    LossScaler scaler(precision.loss_scaling());
-    OptimizerStep optimizer_step{model, optimizer, cfg, precision, scaler, nullptr};
-    auto batch_for = [&](int64_t) {
-      if (data)
-        return sample_batch(*data->train, cfg.batch_size, cfg.block_size,
-                            mix_seed({uint64_t(cfg.seed), 0xBE7C, batches_drawn++}), device);
-      auto x = torch::randint(row.args.vocab_size, {cfg.batch_size, cfg.block_size + 1}, synthetic, torch::kLong).to(device);
-      return Batch{x.narrow(1, 0, cfg.block_size), x.narrow(1, 1, cfg.block_size)};
-    };
-    auto step = [&](int64_t it) {
-      optimizer_step(it, cfg.learning_rate, 0, cfg.gradient_accumulation_steps, batch_for);
-    };
-    for (int64_t it = 0; it < opt.burnin; ++it) step(it);
-    synchronize(device);
-    const CommTally before = group->tally();
-    const auto t0 = Clock::now();
-    for (int64_t it = 0; it < opt.iters; ++it) step(opt.burnin + it);
-    synchronize(device);
-    const double secs = seconds_since(t0) / double(opt.iters);
-    row.comm = per_step(group->tally() - before, opt.iters);
-    row.ms = secs * 1e3;
-    row.tokens_per_s = double(cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size) / secs;
-    row.flops_per_step = flops_per_step(model, cfg);
-    row.mfu = row.flops_per_step / secs / peak;
-    if (device.is_cuda()) row.peak_memory_bytes = compat::cuda_peak_allocated_bytes(device.index());
-    out << fmt::format("  {}: {:.2f} ms/step\n", row.label, row.ms) << std::flush;
+    const auto step = timer.time_steps(row.args, group, cfg.learning_rate);
+    row.step_ms = step.ms;
+    row.step_comm = step.comm;
+    row.flops_per_step = step.flops;
+    row.peak_memory_bytes = step.peak_memory_bytes;
+    row.step_param_shapes = step.param_shapes;
+    // 2. Per rank: T_rank(N) of solo ranks (learning rate 0: the weights, and so the kernels' inputs,
+    // stay at their initial values while AdamW's arithmetic still runs). The dense model's T_rank is
+    // its own step. In a real run every rank times its own solo rank at the same time, as its cores
+    // would be shared in the run itself.
+    if (row.args.dense()) {
+      row.rank_times.push_back({0, step.ms, step.peak_memory_bytes});
+      row.rank_comm = step.comm;
+      row.rank_param_shapes = step.param_shapes;
+    } else {
+      const auto ranks = real ? std::vector<int64_t>{mesh.tp_rank * (row.args.tp_size / mesh.tp_procs)}
+                              : solo_ranks(opt.ranks, row.args.tp_size);
+      for (const int64_t r : ranks) {
+        const auto solo = timer.time_steps(row.args, std::make_shared<SoloRankGroup>(row.args.tp_size, r), 0.0);
+        row.rank_times.push_back({r, solo.ms, solo.peak_memory_bytes});
+        row.rank_comm = solo.comm;
+        row.rank_param_shapes = solo.param_shapes;
+      }
+    }
+    if (real) {  // every TP rank's figures, for the validation of the time model
+      auto mine = torch::tensor({step.ms, step.comm.total_seconds() * 1e3, row.rank_times.front().ms}, torch::kDouble);
+      auto all = mesh.tp_group->all_gather(mine, "bench results");  // [W, 3]
+      for (int64_t w = 0; w < all.size(0); ++w) {
+        row.real_step_ms.push_back(all[w][0].item<double>());
+        row.real_comm_ms.push_back(all[w][1].item<double>());
+        row.real_solo_ms.push_back(all[w][2].item<double>());
+      }
+    }
+    out << fmt::format("  {}: {} {:.2f} ms/step; per rank T_rank({}) {:.2f} ms\n", row.label,
+                       real ? "real step (this rank)" : row.args.dense() ? "dense" : "simulated", row.step_ms,
+                       row.devices(), row.rank_ms())
+        << std::flush;
   }
 
-  // The table, every figure with its ratio to the first row.
+  // The table, ratios to the first row and to the dense model.
   const Row& base = rows.front();
-  const bool real = cfg.backend != "sim";
-  out << fmt::format("\n{:<40} {:>10} {:>7} {:>12} {:>7} {:>7} {:>9} {:>9} {:>11} {:>12} {:>10}{}\n", "strategy",
-                     "ms/step", "x", "tokens/s", "x", "MFU", "fwd AR", "bwd AR", "coll/step", "bytes/step", "peak mem",
-                     real ? fmt::format(" {:>10}", "comm ms") : "");
-  for (auto& r : rows) {
-    out << fmt::format("{:<40} {:>10.2f} {:>7.3f} {:>12.0f} {:>7.3f} {:>6.2f}% {:>9} {:>9} {:>11} {:>12} {:>10}{}\n",
-                       r.label, r.ms, r.ms / base.ms, r.tokens_per_s, r.tokens_per_s / base.tokens_per_s, 100 * r.mfu,
-                       r.comm.count_of(CommKind::ForwardAllReduce), r.comm.count_of(CommKind::BackwardAllReduce),
-                       r.comm.total_count(), human_bytes(double(r.comm.total_bytes())),
-                       r.peak_memory_bytes < 0 ? "n/a" : human_bytes(double(r.peak_memory_bytes)),
-                       real ? fmt::format(" {:>10.2f}", r.comm.total_seconds() * 1e3) : "");
-  }
-  out << fmt::format("(precision: {}; peak mem: {})\n", precision.describe(),
-                     device.is_cuda() ? "the most bytes tensors held on the GPU in a row's steps"
-                                      : "tracked on CUDA only");
-
-  // Projections: measured compute (a simulated step sends nothing) + the alpha-beta communication.
-  nlohmann::json projections = nlohmann::json::array();
+  const Row* dense = nullptr;
   const Row* all_tp = nullptr;
-  for (auto& r : rows)
+  for (auto& r : rows) {
+    if (r.args.dense()) dense = &r;
     if (is_baseline_pattern(r.args)) all_tp = &r;
+  }
+  const std::string step_head = real ? "step ms" : "sim ms";
+  out << fmt::format("\n{:<40} {:>3} {:>10} {:>7} {:>11} {:>7} {:>8} {:>11} {:>7} {:>7} {:>11} {:>12} {:>10}\n",
+                     "strategy", "N", step_head, "x", "T_rank ms", "x", "x dense", "rank tok/s", "MFU", "fwd AR",
+                     "coll/step", "bytes/step", "peak mem");
+  for (auto& r : rows) {
+    const double tokens = double(cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size);
+    out << fmt::format("{:<40} {:>3} {:>10.2f} {:>7.3f} {:>11.2f} {:>7.3f} {:>8} {:>11.0f} {:>6.2f}% {:>7} {:>11} {:>12} {:>10}\n",
+                       r.label, r.devices(), r.step_ms, r.step_ms / base.step_ms, r.rank_ms(),
+                       r.rank_ms() / base.rank_ms(), dense ? fmt::format("{:.3f}", r.rank_ms() / dense->rank_ms()) : "n/a",
+                       tokens / (r.rank_ms() / 1e3),
+                       100 * model_flops_utilisation(r.flops_per_step, r.devices(), r.rank_ms() / 1e3, peak),
+                       r.rank_comm.count_of(CommKind::ForwardAllReduce), r.rank_comm.total_count(),
+                       human_bytes(double(r.rank_comm.total_bytes())), mem_str(r.peak_memory_bytes));
+  }
+  out << fmt::format(
+      "({}: {}. T_rank: per-rank compute of an N-device run, a solo rank's step (rank {} of N alone, nothing "
+      "sent; the slowest timed rank); x dense: T_rank against the dense model on one device. rank tok/s and MFU: "
+      "the N-device run without communication, MFU = model FLOPs / (N * T_rank * peak). Collectives: what a real "
+      "rank sends per step. precision: {}; peak mem: {})\n",
+      step_head,
+      real ? "this rank's measured step of the real run" : "the simulated step, all N shards on this one device",
+      real ? "r, timed by rank r itself" : opt.ranks, precision.describe(),
+      device.is_cuda() ? "the most bytes tensors held on the GPU in a row's step" : "tracked on CUDA only");
+  if (!real) {
+    bool any_ranks = false;
+    for (auto& r : rows) any_ranks = any_ranks || r.rank_times.size() > 1;
+    if (any_ranks) {
+      out << "\nT_rank by rank (ms):\n";
+      for (auto& r : rows) {
+        if (r.rank_times.size() < 2) continue;
+        double lo = 1e300, hi = 0;
+        std::string list;
+        for (auto& t : r.rank_times) {
+          list += fmt::format(" r{} {:.2f}", t.rank, t.ms);
+          lo = std::min(lo, t.ms);
+          hi = std::max(hi, t.ms);
+        }
+        out << fmt::format("  {:<40}{}  (max/min {:.3f})\n", r.label, list, hi / lo);
+      }
+    }
+  }
+
+  // Projections (SPEC §5): T_rank(N) + exposed time of what a real rank sends, on N devices.
+  nlohmann::json projections = nlohmann::json::array();
+  const double tokens_per_step = double(cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size);
   for (auto& net : nets) {
-    out << fmt::format("\nprojection on {} (alpha {:.1f} us, {:.1f} GB/s; {})\n", net.name, net.alpha_s * 1e6,
-                       net.bandwidth_Bps / 1e9, net.source);
-    out << fmt::format("{:<40} {:>8} {:>12} {:>12} {:>14} {:>12}\n", "strategy", "tp_size", "compute ms", "comm ms",
-                       "projected ms", "vs all-tp");
-    auto projected = [&](const Row& r) {
-      const double compute = r.ms - r.comm.total_seconds() * 1e3;  // real runs: their measured comm is replaced
-      return compute + projected_comm_seconds(r.comm, net, r.args.tp_size) * 1e3;
+    out << fmt::format("\nprojection on {} (alpha {:.1f} us, {:.1f} GB/s; {}): an N-device step = T_rank(N) + its "
+                       "collectives\n",
+                       net.name, net.alpha_s * 1e6, net.bandwidth_Bps / 1e9, net.source);
+    out << fmt::format("{:<40} {:>3} {:>11} {:>10} {:>13} {:>12} {:>7} {:>10} {:>9}\n", "strategy", "N", "T_rank ms",
+                       "comm ms", "projected ms", "tokens/s", "MFU", "vs all-tp", "vs dense");
+    auto projected_ms = [&](const Row& r) {
+      return projected_step_seconds(r.rank_ms() / 1e3, step_collectives(r.rank_comm), net, r.devices()) * 1e3;
     };
     for (auto& r : rows) {
-      const double comm = projected_comm_seconds(r.comm, net, r.args.tp_size) * 1e3;
-      const double total = projected(r);
-      const double speedup = all_tp ? projected(*all_tp) / total : 0;
-      out << fmt::format("{:<40} {:>8} {:>12.2f} {:>12.3f} {:>14.2f} {:>12}\n", r.label, r.args.tp_size, total - comm,
-                         comm, total, all_tp ? fmt::format("{:.3f}x", speedup) : "n/a");
+      const double total = projected_ms(r);
+      const double comm = total - r.rank_ms();
+      const double speedup = all_tp ? projected_ms(*all_tp) / total : 0;
+      const double vs_dense = dense ? projected_ms(*dense) / total : 0;
+      const double mfu = model_flops_utilisation(r.flops_per_step, r.devices(), total / 1e3, peak);
+      out << fmt::format("{:<40} {:>3} {:>11.2f} {:>10.3f} {:>13.2f} {:>12.0f} {:>6.2f}% {:>10} {:>9}\n", r.label,
+                         r.devices(), r.rank_ms(), comm, total, tokens_per_step / (total / 1e3), 100 * mfu,
+                         all_tp ? fmt::format("{:.3f}x", speedup) : "n/a",
+                         dense ? fmt::format("{:.3f}x", vs_dense) : "n/a");
       projections.push_back({{"interconnect", net.name}, {"alpha_s", net.alpha_s}, {"bandwidth_Bps", net.bandwidth_Bps},
-                             {"strategy", r.label}, {"tp_size", r.args.tp_size}, {"compute_ms", total - comm},
-                             {"comm_ms", comm}, {"projected_ms", total}, {"speedup_vs_all_tp", speedup}});
+                             {"strategy", r.label}, {"tp_size", r.args.tp_size}, {"devices", r.devices()},
+                             {"rank_ms", r.rank_ms()}, {"comm_ms", comm}, {"projected_ms", total},
+                             {"tokens_per_s", tokens_per_step / (total / 1e3)}, {"mfu", mfu},
+                             {"speedup_vs_all_tp", all_tp ? nlohmann::json(speedup) : nlohmann::json()},
+                             {"speedup_vs_dense", dense ? nlohmann::json(vs_dense) : nlohmann::json()}});
     }
+    out << "(vs all-tp / vs dense: the baseline's projected step over this one's; > 1 is faster. The dense model "
+           "runs on one device.)\n";
+  }
+
+  // Real runs: the time model against the real thing, rank by rank.
+  nlohmann::json validation = nlohmann::json::array();
+  if (real) {
+    out << fmt::format("\ntime model against this real run ({} processes, backend '{}'), per rank:\n", mesh.tp_procs,
+                       cfg.backend);
+    out << fmt::format("{:<40} {:>4} {:>9} {:>9} {:>11} {:>11} {:>8}{}\n", "strategy", "rank", "step ms", "comm ms",
+                       "compute ms", "T_rank ms", "error", fit ? fmt::format(" {:>13} {:>8}", "projected ms", "error") : "");
+    for (auto& r : rows) {
+      if (r.args.dense()) continue;
+      const auto collectives = step_collectives(r.rank_comm);
+      for (size_t w = 0; w < r.real_step_ms.size(); ++w) {
+        const double compute = r.real_step_ms[w] - r.real_comm_ms[w];
+        const double err = (r.real_solo_ms[w] - compute) / compute;
+        nlohmann::json v{{"strategy", r.label}, {"rank", w}, {"step_ms", r.real_step_ms[w]},
+                         {"comm_ms", r.real_comm_ms[w]}, {"compute_ms", compute}, {"rank_ms", r.real_solo_ms[w]},
+                         {"compute_error", err}};
+        std::string proj;
+        if (fit) {
+          const double p = projected_step_seconds(r.real_solo_ms[w] / 1e3, collectives, fit->model, mesh.tp_procs) * 1e3;
+          const double perr = (p - r.real_step_ms[w]) / r.real_step_ms[w];
+          proj = fmt::format(" {:>13.2f} {:>+7.1f}%", p, 100 * perr);
+          v["projected_ms"] = p;
+          v["projected_error"] = perr;
+        }
+        out << fmt::format("{:<40} {:>4} {:>9.2f} {:>9.2f} {:>11.2f} {:>11.2f} {:>+7.1f}%{}\n", r.label, w,
+                           r.real_step_ms[w], r.real_comm_ms[w], compute, r.real_solo_ms[w], 100 * err, proj);
+        validation.push_back(v);
+      }
+    }
+    out << "(compute = step - time in collectives; T_rank: the same rank's solo-rank step, timed while the other "
+           "ranks time theirs; error = T_rank / compute - 1" +
+               std::string(fit ? "; projected = T_rank + the fitted alpha-beta time of the collectives, against "
+                                 "the measured step"
+                               : "") +
+               ")\n";
   }
 
   nlohmann::json fit_json;
@@ -285,9 +481,10 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     fit_json = {{"alpha_s", fit->model.alpha_s}, {"bandwidth_Bps", fit->model.bandwidth_Bps}, {"r2", fit->r2},
                 {"processes", mesh.tp_procs}, {"runs", nlohmann::json::array()}};
     for (auto& r : rows) {
-      if (r.comm.total_count() == 0) continue;
-      const double predicted = projected_comm_seconds(r.comm, fit->model, mesh.tp_procs) * 1e3;  // the ring is W processes
-      const double measured = r.comm.total_seconds() * 1e3;
+      if (r.step_comm.total_count() == 0) continue;
+      const double predicted =  // the ring is W processes
+          projected_step_seconds(0, step_collectives(r.step_comm), fit->model, mesh.tp_procs) * 1e3;
+      const double measured = r.step_comm.total_seconds() * 1e3;
       out << fmt::format("  {:<40} measured {:>8.2f} ms, predicted {:>8.2f} ms, error {:+.1f}%\n", r.label, measured,
                          predicted, 100 * (predicted - measured) / measured);
       fit_json["runs"].push_back(
@@ -301,41 +498,60 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     j["device"] = device.str();
     j["precision"] = precision.describe();
     j["backend"] = cfg.backend;
+    j["processes"] = mesh.tp_procs;
     j["iters"] = opt.iters;
-    j["tokens_per_step"] = cfg.gradient_accumulation_steps * cfg.batch_size * cfg.block_size;
+    j["tokens_per_step"] = int64_t(tokens_per_step);
     j["rows"] = nlohmann::json::array();
     for (auto& r : rows) {
+      nlohmann::json ranks = nlohmann::json::array();
+      for (auto& t : r.rank_times)
+        ranks.push_back({{"rank", t.rank}, {"ms", t.ms},
+                         {"peak_memory_bytes", t.peak_memory_bytes < 0 ? nlohmann::json() : nlohmann::json(t.peak_memory_bytes)}});
       nlohmann::json row{{"strategy", r.label},
                          {"model_type", r.args.model_type},
                          {"tp_size", r.args.tp_size},
+                         {"devices", r.devices()},
                          {"block_types", r.args.block_types},
-                         {"ms_per_step", r.ms},
-                         {"ms_ratio", r.ms / base.ms},
-                         {"tokens_per_s", r.tokens_per_s},
-                         {"tokens_per_s_ratio", r.tokens_per_s / base.tokens_per_s},
-                         {"mfu", r.mfu},
                          {"flops_per_step", r.flops_per_step},
-                         {"collectives_per_step", r.comm.total_count()},
-                         {"bytes_per_step", r.comm.total_bytes()},
-                         {"comm_ms_per_step", r.comm.total_seconds() * 1e3},
+                         {"rank_ms", r.rank_ms()},
+                         {"rank_ms_by_rank", ranks},
+                         {"rank_ms_ratio", r.rank_ms() / base.rank_ms()},
+                         {"rank_ms_vs_dense", dense ? nlohmann::json(r.rank_ms() / dense->rank_ms()) : nlohmann::json()},
+                         {"rank_tokens_per_s", tokens_per_step / (r.rank_ms() / 1e3)},
+                         {"rank_mfu", model_flops_utilisation(r.flops_per_step, r.devices(), r.rank_ms() / 1e3, peak)},
+                         {"rank_param_shapes", r.rank_param_shapes},
+                         {"collectives_per_step", r.rank_comm.total_count()},
+                         {"bytes_per_step", r.rank_comm.total_bytes()},
                          {"peak_memory_bytes", r.peak_memory_bytes < 0 ? nlohmann::json() : nlohmann::json(r.peak_memory_bytes)}};
+      if (real) {  // this rank's measured step, and every TP rank's (the validation below)
+        row["real_step_ms"] = r.step_ms;
+        row["real_comm_ms"] = r.step_comm.total_seconds() * 1e3;
+        row["real_param_shapes"] = r.step_param_shapes;  // this rank's, beside its solo rank's
+        for (int k = 0; k < kCommKinds; ++k) {
+          row[std::string("real_") + comm_kind_name(CommKind(k))] = r.step_comm.count[size_t(k)];
+          row[std::string("real_") + comm_kind_name(CommKind(k)) + "_bytes"] = r.step_comm.bytes[size_t(k)];
+        }
+      } else {  // the simulated step: what simulating N shards on one device costs
+        row["sim_ms_per_step"] = r.step_ms;
+        row["sim_ms_ratio"] = r.step_ms / base.step_ms;
+        row["sim_mfu"] = model_flops_utilisation(r.flops_per_step, 1, r.step_ms / 1e3, peak);
+      }
       for (int k = 0; k < kCommKinds; ++k) {
-        row[comm_kind_name(CommKind(k))] = r.comm.count[size_t(k)];
-        row[std::string(comm_kind_name(CommKind(k))) + "_bytes"] = r.comm.bytes[size_t(k)];
+        row[comm_kind_name(CommKind(k))] = r.rank_comm.count[size_t(k)];
+        row[std::string(comm_kind_name(CommKind(k))) + "_bytes"] = r.rank_comm.bytes[size_t(k)];
       }
       j["rows"].push_back(row);
     }
     j["projections"] = projections;
+    if (real) j["validation"] = validation;
     if (fit) j["alpha_beta_fit"] = fit_json;
-    if (opt.json == "-") {
-      main_out << j.dump(2) << "\n";
-    } else {
-      std::ofstream f(opt.json);
-      if (!f) throw UserError("cannot write " + opt.json);
-      f << j.dump(2) << "\n";
-      out << "wrote " << opt.json << "\n";
-    }
+    write_bench_json(j, opt.json, main_out, out);
   }
+}
+
+// TEMPORARY until bench_generate.cpp lands
+void bench_generate(const TrainConfig&, const BenchOptions&, std::ostream&, std::ostream&) {
+  throw UserError("--mode=generate is not built yet");
 }
 
 }  // namespace dgpt

@@ -124,7 +124,9 @@ torch::Tensor OptimizerStep::operator()(int64_t iter, double lr, int64_t first_m
   if (data_parallel) {
     all_reduce_data_parallel_grads(optimizer.slots(), *data_parallel, model->group());
     loss_sum = loss_sum.reshape({1});
-    data_parallel->all_reduce_sum_(loss_sum, "loss for the log line");  // not a training collective
+    const auto t0 = Clock::now();
+    data_parallel->all_reduce_sum_(loss_sum, comm_kind_name(CommKind::LossAverage));
+    model->group().tally().record(CommKind::LossAverage, loss_sum.numel() * loss_sum.element_size(), seconds_since(t0));
   }
   if (scaler.enabled()) {
     // The overflow check reads the global norm back: float16 steps synchronise the host, as
