@@ -7,7 +7,12 @@ For each block_types pattern it trains the same model (GPT n_layer 6, n_embd 128
 block 64, batch 8; data: data/shakespeare_char, prepare it first) in simulation and over Gloo
 with W = 2 and 4 processes of one tensor-parallel group, and prints the median step time, the
 median time inside collectives (measured by the real backend) and its share of the step.
-The first 5 iterations are burn-in and not counted.
+The first 5 iterations are burn-in and not counted. It reads only `dgpt train`'s metrics.jsonl
+(`ms`, `comm_ms`, the all-reduce counts), not `dgpt bench`'s JSON.
+
+"sim ms/step" is the simulated step: all 4 shards in one process, what simulating costs, not a
+prediction of 4 devices (for that, `dgpt bench --project` times a solo rank, SPEC §5). The W
+columns are measured runs, with W processes sharing this machine's cores.
 """
 import argparse
 import json
@@ -53,6 +58,8 @@ def main():
             ms, comm, _ = run(dgpt, os.path.join(tmp, f"{name}_{p}"), a.iters, p, types)
             row += f" {ms:.1f} | {comm:.1f} | {100 * comm / ms:.0f}% |"
         print(row, flush=True)
+    print("(sim ms/step: all shards simulated in one process, the cost of simulating, not a 4-device step; "
+          "W=...: measured over Gloo with W processes on this machine)")
 
 
 if __name__ == "__main__":

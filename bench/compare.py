@@ -1,34 +1,50 @@
 #!/usr/bin/env python3
-"""Train several configs the same way and compare them: loss, communication, speed, projections.
+"""Train several configs the same way and compare them: loss, communication, per-rank and projected time.
 
 usage: /usr/bin/python3 bench/compare.py CONFIG.py [CONFIG.py ...] [--set key=value ...]
-           [--dgpt build/dgpt] [--out DIR] [--project nvlink,ib,100gbe] [--seed 1337] [--skip 5]
+           [--dgpt build/dgpt] [--out DIR] [--project nvlink,ib,100gbe] [--seed 1337] [--skip 5] [--no_bench]
 
 Each config is trained with `dgpt train CONFIG --seed=SEED --log_interval=1 [--set overrides]
 --out_dir=DIR/NAME` (NAME: the file name without .py, less a prefix all the names share; same seed
 and data for every run), so each run has its own out_dir, metrics.jsonl and train.log under DIR.
-Then the table is printed (Markdown) and written to DIR/compare.csv and DIR/compare.json, one row
-per config:
+Then (unless --no_bench) `dgpt bench CONFIG --iters=5 --burnin=2 --compare=PATTERN [--project=...]`
+with the same overrides times the config's pattern, the dense model and, with --project, the same
+model all tp (its JSON is DIR/NAME/bench.json). The table is printed (Markdown) and written to
+DIR/compare.csv and DIR/compare.json, one row per config. Three different times (SPEC §5):
 
-  name, model_type, tp_size, block_types   the config as dgpt resolves it (`dgpt comms --json`)
+  name, model_type, tp_size, devices,      the config as dgpt resolves it (`dgpt comms --json`);
+  block_types                              devices: N, 1 for the dense model
   final_train_loss, final_val_loss         the last eval event of metrics.jsonl
   best_val_loss, val_loss_delta            the lowest val loss; its difference to the first config's
   forward_allreduce, backward_allreduce,   per optimizer step, as the train events of metrics.jsonl
   collectives_per_step, bytes_per_step     count them (SPEC §3)
-  ms_per_iter, tokens_per_s (+ _ratio)     medians over the train events after the first --skip
-  projected_ms_NET, projected_ratio_NET,   with --project: `dgpt bench CONFIG --iters=5 --burnin=2
-  speedup_vs_all_tp_NET                    --project=...` (same overrides): the measured compute of
-                                           a step + the alpha-beta time of its collectives on NET
-                                           (its JSON is DIR/NAME/bench.json)
+  train_backend, ms_per_iter, tokens_per_s dgpt train's time: medians over the train events after the
+                                           first --skip. With backend 'sim' (table: "sim ms/iter") it
+                                           is SIMULATED time, all N shards on this one device: what
+                                           simulating costs, never the speed of N devices, so no
+                                           ratio is taken of it
+  rank_ms (+ rank_ms_ratio)                dgpt bench: T_rank(N), the per-rank compute of an N-device
+  rank_ms_vs_dense, rank_tokens_per_s,     step (a solo rank's step: one shard, nothing sent; the
+  rank_mfu, bench_sim_ms_per_step          dense model on one device); the ratio is to the first
+                                           config's; bench_sim_ms_per_step: bench's simulated step
+  projected_ms_NET (+ projected_ratio_NET) with --project: the projected N-device step on NET, T_rank
+  projected_comm_ms_NET,                   + the exposed alpha-beta time of what a real rank sends;
+  projected_tokens_per_s_NET,              comm: that communication part
+  projected_mfu_NET
+  speedup_vs_all_tp_NET,                   the projected step of the same model all tp on N devices
+  speedup_vs_dense_NET                     (or dense on one device) over this config's, from the same
+                                           bench run (> 1: faster; empty when there is no baseline)
 
-Ratios are against the first config. A config that fails stops the comparison with dgpt's error
-line and exit code 1. The notebooks in notebooks/ plot a DIR (see notebooks/README.md).
+Ratios ("x") are against the first config and only of T_rank and projected time. A config that
+fails stops the comparison with dgpt's error line and exit code 1. The notebooks in notebooks/
+plot a DIR (see notebooks/README.md).
 """
 import argparse
 import csv
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,11 +52,37 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = ["forward_allreduce", "backward_allreduce", "replicated_grad_sync", "grad_norm_allreduce",
-         "data_parallel_grad"]
+         "data_parallel_grad", "loss_average"]
+# What each time column is (compare.json "legend"; the printed table says the same below it).
+LEGEND = {
+    "ms_per_iter": "dgpt train: median ms per iteration; with train_backend 'sim' SIMULATED time (all N shards on "
+                   "this one device): what simulating costs, not the speed of N devices",
+    "tokens_per_s": "dgpt train: median tokens/s, the same time as ms_per_iter",
+    "rank_ms": "dgpt bench: T_rank(N), per-rank compute of an N-device step (solo rank: one shard, nothing sent; "
+               "dense: one device)",
+    "rank_ms_ratio": "rank_ms over the first config's",
+    "bench_sim_ms_per_step": "dgpt bench: the simulated step (all N shards on this one device), cost of simulation",
+    "projected_ms_NET": "projected N-device step on NET: rank_ms + projected_comm_ms_NET (SPEC §5)",
+    "projected_comm_ms_NET": "exposed alpha-beta time of the collectives a real rank sends per step on NET",
+    "projected_ratio_NET": "projected_ms_NET over the first config's",
+    "speedup_vs_all_tp_NET": "projected step of the same model all tp (N devices) over this one's, same bench run",
+    "speedup_vs_dense_NET": "projected step of the dense model (one device) over this one's, same bench run",
+}
 
 
 class CompareError(Exception):
     pass
+
+
+def column_legend(columns, nets):
+    """LEGEND for the columns written, NET spelled out per interconnect."""
+    out = {}
+    for k, v in LEGEND.items():
+        if k.endswith("_NET"):
+            out.update({f"{k[:-4]}_{n}": v.replace("NET", n) for n in nets})
+        elif k in columns:
+            out[k] = v
+    return out
 
 
 def error_line(proc):
@@ -108,19 +150,34 @@ def ratio(a, b):
     return a / b if (a is not None and b not in (None, 0)) else None
 
 
+def train_backend(run_dir):
+    """The backend of a run, from the effective config at the top of its train.log ('sim' if not found)."""
+    try:
+        with open(os.path.join(run_dir, "train.log")) as f:
+            for line in f:
+                m = re.match(r"backend\s+=\s+'([^']*)'", line)
+                if m:
+                    return m.group(1)
+    except OSError:
+        pass
+    return "sim"
+
+
 def summarize(name, config, run_dir, plan, skip):
     train, evals = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
     if not train:
         raise CompareError(f"{name}: no train events in {run_dir}/metrics.jsonl")
     timed = train[skip:] if len(train) > skip else train[len(train) // 2:]
     last = train[-1]
+    dense = plan["model_type"] == "gpt"
     row = {
         "name": name,
         "config": config,
         "run_dir": name,
         "model_type": plan["model_type"],
         "tp_size": plan["tp_size"],
-        "block_types": "dense" if plan["model_type"] == "gpt" else ",".join(plan["block_types"]),
+        "devices": 1 if dense else plan["tp_size"],
+        "block_types": "dense" if dense else ",".join(plan["block_types"]),
         "iters": last["iter"],
         "final_train_loss": evals[-1]["train_loss"] if evals else None,
         "final_val_loss": evals[-1]["val_loss"] if evals else None,
@@ -129,6 +186,7 @@ def summarize(name, config, run_dir, plan, skip):
         "backward_allreduce": last["backward_allreduce"],
         "collectives_per_step": last["collectives"],
         "bytes_per_step": last["comm_bytes"],
+        "train_backend": train_backend(run_dir),
         "ms_per_iter": statistics.median(e["ms"] for e in timed),
         "tokens_per_s": statistics.median(e["tokens_per_s"] for e in timed),
         "timed_iters": len(timed),
@@ -139,20 +197,25 @@ def summarize(name, config, run_dir, plan, skip):
     return row
 
 
-def bench_projection(bench_json):
-    """The config's own row of a `dgpt bench --json` file and its projections, per interconnect."""
+def pattern_literal(plan):
+    """The config's block_types as a --compare item (a Python list literal); None for the dense model."""
+    if plan["model_type"] == "gpt":
+        return None
+    return "[" + ", ".join(repr(t) for t in plan["block_types"]) + "]"
+
+
+def bench_results(bench_json):
+    """The config's own row of a `dgpt bench --json` file (its first row) and its projections, per interconnect."""
     with open(bench_json) as f:
         j = json.load(f)
-    own = j["rows"][0]["strategy"]  # without --compare, the first row is the config's pattern
+    own = j["rows"][0]
     out = {}
     for p in j.get("projections", []):
-        if p["strategy"] == own:
-            out[p["interconnect"]] = {k: p[k] for k in ("alpha_s", "bandwidth_Bps", "compute_ms", "comm_ms",
-                                                        "projected_ms", "speedup_vs_all_tp")}
-            if not any(r["model_type"] == "distributed_gpt" and all(t == "tp" for t in r["block_types"])
-                       for r in j["rows"]):
-                out[p["interconnect"]]["speedup_vs_all_tp"] = None  # dense at tp_size 1: nothing to compare
-    return j["rows"][0], out
+        if p["strategy"] == own["strategy"]:
+            out[p["interconnect"]] = {k: p.get(k) for k in (
+                "alpha_s", "bandwidth_Bps", "devices", "rank_ms", "comm_ms", "projected_ms", "tokens_per_s", "mfu",
+                "speedup_vs_all_tp", "speedup_vs_dense")}
+    return own, out
 
 
 def fmt(v, spec):
@@ -168,26 +231,55 @@ def human_bytes(b):
         b /= 1000.0
 
 
-def table(rows, nets):
+def table(rows, nets, bench):
+    sim = all(r["train_backend"] == "sim" for r in rows)
+    train_ms, train_tok = ("sim ms/iter", "sim tok/s") if sim else ("train ms/iter", "train tok/s")
     head = ["config", "block_types", "tp", "fwd AR", "bwd AR", "coll/step", "bytes/step", "train loss",
-            "val loss", "best val", "ms/iter", "x", "tokens/s", "x"]
+            "val loss", "best val", train_ms, train_tok]
+    if bench:
+        head += ["T_rank ms", "x"]
     for n in nets:
-        head += [f"{n} ms", "x", "vs all-tp"]
+        head += [f"{n} proj ms", "x", "vs all-tp", "vs dense"]
+    times = lambda v: fmt(v, ".3f") + "x" if v is not None else "n/a"
     body = []
     for r in rows:
         line = [r["name"], short_types(r["block_types"]), str(r["tp_size"]), str(r["forward_allreduce"]),
                 str(r["backward_allreduce"]), str(r["collectives_per_step"]), human_bytes(r["bytes_per_step"]),
                 fmt(r["final_train_loss"], ".4f"), fmt(r["final_val_loss"], ".4f"), fmt(r["best_val_loss"], ".4f"),
-                fmt(r["ms_per_iter"], ".2f"), fmt(r["ms_ratio"], ".3f"), fmt(r["tokens_per_s"], ".0f"),
-                fmt(r["tokens_per_s_ratio"], ".3f")]
+                fmt(r["ms_per_iter"], ".2f"), fmt(r["tokens_per_s"], ".0f")]
+        if bench:
+            line += [fmt(r.get("rank_ms"), ".2f"), fmt(r.get("rank_ms_ratio"), ".3f")]
         for n in nets:
-            s = r.get(f"speedup_vs_all_tp_{n}")
             line += [fmt(r.get(f"projected_ms_{n}"), ".2f"), fmt(r.get(f"projected_ratio_{n}"), ".3f"),
-                     fmt(s, ".3f") + "x" if s is not None else "n/a"]
+                     times(r.get(f"speedup_vs_all_tp_{n}")), times(r.get(f"speedup_vs_dense_{n}"))]
         body.append(line)
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     text = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
     return "\n".join([text(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [text(b) for b in body])
+
+
+def legend(rows, nets, bench, skip):
+    """Which time each column is, printed under the table."""
+    first = rows[0]["name"]
+    backends = sorted({r["train_backend"] for r in rows})
+    sim = backends == ["sim"]
+    lines = ["fwd/bwd AR, coll/step, bytes/step: per optimizer step, what a real rank sends (SPEC §3).",
+             (f"sim ms/iter, sim tok/s: dgpt train, medians after the first {skip} iterations, SIMULATED (all N shards "
+              "on this one device): what simulating costs, not the speed of N devices; no ratio is taken of them."
+              if sim else
+              f"train ms/iter, train tok/s: dgpt train, medians after the first {skip} iterations (backend "
+              f"{'/'.join(backends)}; 'sim' rows are simulated time: the cost of simulating, not of N devices).")]
+    if bench:
+        lines.append(f"T_rank ms: dgpt bench, per rank: the compute of one rank of an N-device step (a solo rank, one "
+                     f"shard, nothing sent; the dense model on one device); x: ratio to {first}.")
+    if nets:
+        lines.append(f"NET proj ms: projected N-device step on NET = T_rank + the exposed alpha-beta time of its "
+                     f"collectives (SPEC §5); x: ratio to {first}; vs all-tp / vs dense: the projected step of the "
+                     f"same model all tp on N devices / dense on one device over this one's (> 1: faster), from the "
+                     f"same bench run.")
+    if not bench:
+        lines.append("(--no_bench: no per-rank or projected time, so nothing here says which strategy is faster.)")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -205,6 +297,8 @@ def main(argv=None):
     ap.add_argument("--skip", type=int, default=5, help="train events left out of the timing medians (default: 5)")
     ap.add_argument("--bench_iters", type=int, default=5, help="timed steps of dgpt bench (default: 5)")
     ap.add_argument("--bench_burnin", type=int, default=2, help="untimed steps of dgpt bench (default: 2)")
+    ap.add_argument("--no_bench", action="store_true",
+                    help="skip dgpt bench: only dgpt train's (simulated) time, no per-rank or projected time")
     a = ap.parse_intermixed_args(argv)
 
     overrides = []
@@ -223,6 +317,9 @@ def main(argv=None):
     if not os.access(dgpt, os.X_OK):
         ap.error(f"no dgpt binary at {dgpt} (build it: cmake --build build, or pass --dgpt)")
     nets = [n.split(":")[0] for n in a.project.split(",") if n.strip()] if a.project else []
+    if nets and a.no_bench:
+        ap.error("--project needs dgpt bench: drop --no_bench")
+    bench = not a.no_bench
 
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
@@ -247,17 +344,24 @@ def main(argv=None):
                      log=os.path.join(run_dir, "train.log"))
             progress(f"{time.monotonic() - t0:.1f} s", end=True)
             row = summarize(name, os.path.abspath(config), run_dir, plan, a.skip)
-            if nets:
-                progress(f"{name}: dgpt bench --project={a.project} ...")
+            if bench:
+                pattern = pattern_literal(plan)  # with --compare, dgpt bench also times the dense model
+                extra = ([f"--compare={pattern}"] if pattern else []) + ([f"--project={a.project}"] if nets else [])
+                progress(f"{name}: dgpt bench {' '.join(extra)} ...")
                 t0 = time.monotonic()
                 bench_json = os.path.join(run_dir, "bench.json")
                 run_dgpt(dgpt, ["bench", config, *common, f"--iters={a.bench_iters}", f"--burnin={a.bench_burnin}",
-                                f"--json={bench_json}", f"--project={a.project}"], f"{config}: dgpt bench",
+                                f"--json={bench_json}", *extra], f"{config}: dgpt bench",
                          log=os.path.join(run_dir, "bench.log"))
                 progress(f"{time.monotonic() - t0:.1f} s", end=True)
-                bench_row, proj = bench_projection(bench_json)
+                bench_row, proj = bench_results(bench_json)
                 row["bench_json"] = os.path.join(name, "bench.json")
-                row["bench_ms_per_step"] = bench_row["ms_per_step"]
+                row["devices"] = bench_row.get("devices", row["devices"])
+                row["rank_ms"] = bench_row["rank_ms"]
+                row["rank_ms_vs_dense"] = bench_row.get("rank_ms_vs_dense")
+                row["rank_tokens_per_s"] = bench_row.get("rank_tokens_per_s")
+                row["rank_mfu"] = bench_row.get("rank_mfu")
+                row["bench_sim_ms_per_step"] = bench_row.get("sim_ms_per_step")  # None in a real (gloo) run
                 for n in nets:
                     p = proj.get(n)
                     if p is None:
@@ -265,7 +369,10 @@ def main(argv=None):
                     interconnects[n] = {"alpha_s": p["alpha_s"], "bandwidth_Bps": p["bandwidth_Bps"]}
                     row[f"projected_ms_{n}"] = p["projected_ms"]
                     row[f"projected_comm_ms_{n}"] = p["comm_ms"]
+                    row[f"projected_tokens_per_s_{n}"] = p["tokens_per_s"]
+                    row[f"projected_mfu_{n}"] = p["mfu"]
                     row[f"speedup_vs_all_tp_{n}"] = p["speedup_vs_all_tp"]
+                    row[f"speedup_vs_dense_{n}"] = p["speedup_vs_dense"]
             rows.append(row)
     except CompareError as e:
         if pending[0]:
@@ -277,16 +384,21 @@ def main(argv=None):
     for r in rows:
         r["val_loss_delta"] = (r["best_val_loss"] - base["best_val_loss"]
                                if None not in (r["best_val_loss"], base["best_val_loss"]) else None)
-        r["ms_ratio"] = ratio(r["ms_per_iter"], base["ms_per_iter"])
-        r["tokens_per_s_ratio"] = ratio(r["tokens_per_s"], base["tokens_per_s"])
+        # speed ratios only of per-rank and projected time, never of simulated time
+        if bench:
+            r["rank_ms_ratio"] = ratio(r["rank_ms"], base["rank_ms"])
         for n in nets:
             r[f"projected_ratio_{n}"] = ratio(r[f"projected_ms_{n}"], base[f"projected_ms_{n}"])
 
-    columns = ["name", "model_type", "tp_size", "block_types", "iters", "final_train_loss", "final_val_loss",
-               "best_val_loss", "val_loss_delta", "forward_allreduce", "backward_allreduce", "collectives_per_step",
-               "bytes_per_step", "ms_per_iter", "ms_ratio", "tokens_per_s", "tokens_per_s_ratio"]
+    columns = ["name", "model_type", "tp_size", "devices", "block_types", "iters", "final_train_loss",
+               "final_val_loss", "best_val_loss", "val_loss_delta", "forward_allreduce", "backward_allreduce",
+               "collectives_per_step", "bytes_per_step", "train_backend", "ms_per_iter", "tokens_per_s"]
+    if bench:
+        columns += ["rank_ms", "rank_ms_ratio", "rank_ms_vs_dense", "rank_tokens_per_s", "rank_mfu",
+                    "bench_sim_ms_per_step"]
     for n in nets:
-        columns += [f"projected_ms_{n}", f"projected_ratio_{n}", f"speedup_vs_all_tp_{n}"]
+        columns += [f"projected_ms_{n}", f"projected_comm_ms_{n}", f"projected_ratio_{n}", f"speedup_vs_all_tp_{n}",
+                    f"speedup_vs_dense_{n}", f"projected_tokens_per_s_{n}", f"projected_mfu_{n}"]
     columns += ["run_dir", "config"]
     with open(os.path.join(out, "compare.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -301,6 +413,7 @@ def main(argv=None):
         "project": nets,
         "interconnects": interconnects,
         "columns": columns,
+        "legend": column_legend(columns, nets),
         "rows": [dict(r, block_types=r["block_types"].split(",") if r["model_type"] != "gpt" else []) for r in rows],
     }
     with open(os.path.join(out, "compare.json"), "w") as f:
@@ -308,11 +421,9 @@ def main(argv=None):
         f.write("\n")
 
     print()
-    print(table(rows, nets))
-    print(f"\nfwd/bwd AR, coll/step, bytes/step: per optimizer step; ms/iter, tokens/s: medians of dgpt train's "
-          f"iterations after the first {a.skip}; x: ratio to {base['name']}" +
-          ("; NET ms: dgpt bench's compute + alpha-beta communication on NET, vs all-tp: speedup over the same model "
-           "all tp" if nets else ""))
+    print(table(rows, nets, bench))
+    print()
+    print(legend(rows, nets, bench, a.skip))
     print(f"wrote {os.path.join(out, 'compare.csv')} and compare.json")
     return 0
 

@@ -3,10 +3,13 @@
 
 Prepares shakespeare_char in a temporary folder, runs bench/compare.py on three tiny configs
 (all tp, all spd, spd + a run of parallel blocks; tp_size 2) with projections, checks its
-compare.csv / compare.json, then executes notebooks/compare_strategies.ipynb and
-notebooks/projections.ipynb headless with nbconvert on those outputs (and projections.ipynb on a
-`dgpt bench --compare --json` file too) and checks the PNGs they write. nbconvert, pandas and
-matplotlib are required (setup.sh installs them): without them the test fails, it is not skipped.
+compare.csv / compare.json against the bench.json files it read (SPEC §5: projected = T_rank +
+exposed communication, each speedup = the baseline's projected step over the row's, no ratio of
+simulated time), then executes notebooks/compare_strategies.ipynb and notebooks/projections.ipynb
+headless with nbconvert on those outputs (and projections.ipynb on a `dgpt bench --compare --json`
+file too, whose solo ranks must beat the simulation of both shards) and checks the PNGs they write.
+nbconvert, pandas and matplotlib are required (setup.sh installs them): without them the test
+fails, it is not skipped.
 """
 import csv
 import importlib.util
@@ -53,7 +56,10 @@ block_types = {types}
 """
 STRATEGIES = [("tp", "['tp']*4", 8), ("spd", "['spd']*4", 4),
               ("spd_parallel", "['spd','parallel','parallel','parallel']", 2)]
-COMPARE_PNGS = ["compare_loss_curves.png", "compare_val_loss_vs_allreduce.png", "compare_throughput.png"]
+COMPARE_PNGS = ["compare_loss_curves.png", "compare_val_loss_vs_allreduce.png", "compare_step_time.png"]
+NETS = ("nvlink", "100gbe")
+# keys of the bench JSON before SPEC §5's three times (one misleading time): none may come back
+OLD_BENCH_KEYS = ("ms_per_step", "ms_ratio", "tokens_per_s", "tokens_per_s_ratio", "mfu", "compute_ms")
 PROJECTION_PNGS = ["projection_speedup_vs_bandwidth.png", "projection_step_time.png"]
 
 
@@ -77,7 +83,44 @@ def run(cmd, expect=0, **kw):
 
 
 def finite(x):
-    return isinstance(x, (int, float)) and math.isfinite(x)
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def close(a, b, rel=1e-9):
+    return finite(a) and finite(b) and abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+
+
+def is_all_tp(row):
+    return row["model_type"] == "distributed_gpt" and all(t == "tp" for t in row["block_types"])
+
+
+def check_bench(bench, what):
+    """SPEC §5 on a dgpt bench --json file: each projection is T_rank + comm, each speedup the baseline's projected
+    step over the row's (the last all-tp / dense row, as dgpt bench takes them); the dense model on one device."""
+    rows = bench["rows"]
+    check(not [k for r in rows for k in OLD_BENCH_KEYS if k in r] and
+          not [k for p in bench["projections"] for k in ("compute_ms",) if k in p], f"{what}: no pre-SPEC-5 keys")
+    for r in rows:
+        check(finite(r["rank_ms"]) and r["rank_ms"] > 0 and finite(r["sim_ms_per_step"]) and
+              r["devices"] == (1 if r["model_type"] == "gpt" else r["tp_size"]), f"{what}: {r['strategy']} times")
+    all_tp = [r for r in rows if is_all_tp(r)]
+    dense = [r for r in rows if r["model_type"] == "gpt"]
+    by = {(p["strategy"], p["interconnect"]): p for p in bench["projections"]}
+    for p in bench["projections"]:
+        r = next(x for x in rows if x["strategy"] == p["strategy"])
+        tag = f"{what}: {p['strategy']} on {p['interconnect']}"
+        check(p["rank_ms"] == r["rank_ms"] and p["devices"] == r["devices"], f"{tag}: rank_ms {p['rank_ms']}")
+        check(close(p["projected_ms"], p["rank_ms"] + p["comm_ms"]) and p["comm_ms"] >= 0,
+              f"{tag}: projected {p['projected_ms']} != T_rank {p['rank_ms']} + comm {p['comm_ms']}")
+        check(p["comm_ms"] == 0 if r["devices"] == 1 else p["comm_ms"] > 0, f"{tag}: comm {p['comm_ms']}")
+        for base, key in ((all_tp, "speedup_vs_all_tp"), (dense, "speedup_vs_dense")):
+            if not base:
+                check(p[key] is None, f"{tag}: {key} {p[key]} without a baseline")
+                continue
+            ref = by[(base[-1]["strategy"], p["interconnect"])]
+            check(close(p[key], ref["projected_ms"] / p["projected_ms"]),
+                  f"{tag}: {key} {p[key]} != {ref['projected_ms']} / {p['projected_ms']}")
+    return all_tp, dense
 
 
 def nbconvert_command():
@@ -93,12 +136,12 @@ def execute_notebook(nbconvert, name, out_dir, env):
     run([*nbconvert, "--to", "notebook", "--execute", "--ExecutePreprocessor.timeout=600", "--output-dir", out_dir,
          os.path.join(NOTEBOOKS, name)], env=env)
     executed = json.load(open(os.path.join(out_dir, name)))
-    errors = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
     check(not errors, f"{name}: error outputs {errors}")
-    images = sum(1 for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
-                 if "image/png" in o.get("data", {}))
-    return images
+    images = sum(1 for o in outputs if "image/png" in o.get("data", {}))
+    text = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    return images, text
 
 
 def check_pngs(fig_dir, names, what):
@@ -130,16 +173,28 @@ def main():
     out = os.path.join(WORK, "cmp")
     p = run([sys.executable, COMPARE, *configs, "--dgpt", DGPT, "--out", out, "--project", "nvlink,100gbe",
              "--set", "seed=1337"])
-    check("| config" in p.stdout and "nvlink ms" in p.stdout and "100gbe ms" in p.stdout, f"table printed:\n{p.stdout}")
+    head = next((l for l in p.stdout.splitlines() if l.startswith("| config")), "")
+    check(all(f"| {h} " in head for h in ("sim ms/iter", "T_rank ms", "nvlink proj ms", "100gbe proj ms", "vs all-tp",
+                                          "vs dense")) and "SIMULATED" in p.stdout and "per rank" in p.stdout,
+          f"table and legend printed:\n{p.stdout}")
+    # no speed ratio of simulated time: the "x" columns follow T_rank and the projections only
+    cells = [c.strip() for c in head.strip("|").split("|")]
+    check([cells[i - 1] for i, c in enumerate(cells) if c == "x"] == ["T_rank ms", "nvlink proj ms", "100gbe proj ms"],
+          f"ratio columns: {cells}")
     with open(os.path.join(out, "compare.csv")) as f:
         rows = list(csv.DictReader(f))
-    columns = ["name", "model_type", "tp_size", "block_types", "final_train_loss", "final_val_loss", "best_val_loss",
-               "forward_allreduce", "backward_allreduce", "collectives_per_step", "bytes_per_step", "ms_per_iter",
-               "ms_ratio", "tokens_per_s", "tokens_per_s_ratio"]
-    for net in ("nvlink", "100gbe"):
-        columns += [f"projected_ms_{net}", f"projected_ratio_{net}", f"speedup_vs_all_tp_{net}"]
+    columns = ["name", "model_type", "tp_size", "devices", "block_types", "final_train_loss", "final_val_loss",
+               "best_val_loss", "forward_allreduce", "backward_allreduce", "collectives_per_step", "bytes_per_step",
+               "train_backend", "ms_per_iter", "tokens_per_s", "rank_ms", "rank_ms_ratio", "rank_ms_vs_dense",
+               "rank_tokens_per_s", "rank_mfu", "bench_sim_ms_per_step"]
+    for net in NETS:
+        columns += [f"projected_ms_{net}", f"projected_comm_ms_{net}", f"projected_ratio_{net}",
+                    f"speedup_vs_all_tp_{net}", f"speedup_vs_dense_{net}", f"projected_tokens_per_s_{net}",
+                    f"projected_mfu_{net}"]
     check(rows and all(c in rows[0] for c in columns),
           f"compare.csv columns: missing {[c for c in columns if rows and c not in rows[0]]}")
+    check(rows and not [c for c in ("ms_ratio", "tokens_per_s_ratio", "bench_ms_per_step") if c in rows[0]],
+          f"compare.csv: no ratio of simulated time {list(rows[0]) if rows else None}")
     check(len(rows) == 3, f"compare.csv has {len(rows)} rows")
     check([r["name"] for r in rows] == [s[0] for s in STRATEGIES], f"names {[r['name'] for r in rows]}")
     doc = json.load(open(os.path.join(out, "compare.json")))
@@ -158,15 +213,37 @@ def main():
             check(finite(r[k]) and 0 < r[k] < 5 and math.isfinite(float(c[k])), f"{name}: {k} {r[k]}")
         check(r["best_val_loss"] <= r["final_val_loss"] and r["final_val_loss"] < 4.1,
               f"{name}: val loss {r['best_val_loss']} / {r['final_val_loss']} (the model learns)")
-        check(r["iters"] == 30 and finite(r["ms_per_iter"]) and r["ms_per_iter"] > 0 and r["tokens_per_s"] > 0,
-              f"{name}: timing {r['ms_per_iter']} ms, {r['tokens_per_s']} tok/s")
-        for net in ("nvlink", "100gbe"):
-            check(finite(r[f"projected_ms_{net}"]) and r[f"projected_ms_{net}"] > 0 and
-                  finite(r[f"speedup_vs_all_tp_{net}"]) and r[f"speedup_vs_all_tp_{net}"] > 0,
-                  f"{name}: projection on {net}")
+        check(r["iters"] == 30 and finite(r["ms_per_iter"]) and r["ms_per_iter"] > 0 and r["tokens_per_s"] > 0 and
+              r["train_backend"] == "sim", f"{name}: training time {r['ms_per_iter']} ms, {r['tokens_per_s']} tok/s")
+        check(r["devices"] == 2 and finite(r["rank_ms"]) and r["rank_ms"] > 0 and finite(r["bench_sim_ms_per_step"]),
+              f"{name}: T_rank {r['rank_ms']} on {r['devices']} devices")
         check(os.path.isfile(os.path.join(out, r["run_dir"], "metrics.jsonl")) and
               os.path.isfile(os.path.join(out, r["bench_json"])), f"{name}: metrics.jsonl and bench.json")
-    check(jrows[0]["ms_ratio"] == 1.0 and jrows[0]["speedup_vs_all_tp_nvlink"] == 1.0, "ratios against the first (all tp)")
+        # the row is its bench.json's first row (the config's pattern), beside the dense model and all tp
+        bench = json.load(open(os.path.join(out, r["bench_json"])))
+        own = bench["rows"][0]
+        all_tp, dense = check_bench(bench, f"{name}/bench.json")
+        check(own["block_types"] == r["block_types"] and own["rank_ms"] == r["rank_ms"] and
+              own["sim_ms_per_step"] == r["bench_sim_ms_per_step"], f"{name}: row from bench.json {own['strategy']}")
+        check(len(dense) == 1 and dense[0]["devices"] == 1 and len(all_tp) == 1 and (name == "tp") == (all_tp[0] is own),
+              f"{name}: bench.json rows {[x['strategy'] for x in bench['rows']]}")
+        check(close(r["rank_ms_vs_dense"], own["rank_ms"] / dense[0]["rank_ms"]) and
+              close(r["rank_ms_ratio"], r["rank_ms"] / jrows[0]["rank_ms"]), f"{name}: T_rank ratios")
+        for net in NETS:
+            proj = {(p["strategy"], p["interconnect"]): p for p in bench["projections"]}
+            mine, tp, dn = (proj[(x["strategy"], net)] for x in (own, all_tp[-1], dense[-1]))
+            check(close(r[f"projected_ms_{net}"], r["rank_ms"] + r[f"projected_comm_ms_{net}"]) and
+                  r[f"projected_ms_{net}"] == mine["projected_ms"],
+                  f"{name}: projected on {net} {r[f'projected_ms_{net}']} = T_rank {r['rank_ms']} + comm "
+                  f"{r[f'projected_comm_ms_{net}']}")
+            # vs all-tp is 1 for the all-tp row only because it is its own baseline: check the ratio itself
+            check(close(r[f"speedup_vs_all_tp_{net}"], tp["projected_ms"] / mine["projected_ms"]) and
+                  close(r[f"speedup_vs_dense_{net}"], dn["projected_ms"] / mine["projected_ms"]),
+                  f"{name}: speedups on {net} {r[f'speedup_vs_all_tp_{net}']}, {r[f'speedup_vs_dense_{net}']}")
+            check(close(r[f"projected_ratio_{net}"], r[f"projected_ms_{net}"] / jrows[0][f"projected_ms_{net}"]),
+                  f"{name}: projected ratio on {net}")
+    check(jrows[0]["rank_ms_ratio"] == 1.0 and jrows[0]["projected_ratio_nvlink"] == 1.0 and
+          jrows[0]["speedup_vs_all_tp_nvlink"] == 1.0, "ratios against the first config (all tp, its own baseline)")
     check(jrows[2]["projected_comm_ms_100gbe"] < jrows[1]["projected_comm_ms_100gbe"] < jrows[0]["projected_comm_ms_100gbe"],
           "fewer all-reduces, less projected communication")
     # the same seed and data: the first iteration's loss is the same for every strategy at initialisation
@@ -182,10 +259,15 @@ def main():
     check("error:" in p.stderr and "bad.py" in p.stderr and "n_head (3) must be divisible by tp_size (2)" in p.stderr
           and "Traceback" not in p.stderr, f"failing config: {p.stderr!r}")
 
-    # a dgpt bench --compare file for projections.ipynb (rows with a dense one)
+    # a dgpt bench --compare file for projections.ipynb (rows with a dense one); times are not asserted (benchmarks
+    # are not tests), only how the file's numbers relate to each other
     bench_json = os.path.join(WORK, "bench.json")
-    run([DGPT, "bench", "tp.py", "--iters=3", "--burnin=1", "--compare=['tp']*4; ['spd']*4; ['parallel']*4",
-         "--project=nvlink,ib,100gbe", f"--json={bench_json}"])
+    run([DGPT, "bench", "tp.py", "--iters=2", "--burnin=1",
+         "--compare=['tp']*4; ['spd']*4; ['parallel']*4", "--project=nvlink,ib,100gbe", f"--json={bench_json}"])
+    bench = json.load(open(bench_json))
+    check_bench(bench, "bench.json")
+    check([r["strategy"] for r in bench["rows"]] == ["['tp']*4", "['spd']*4", "['parallel']*4", "dense"] and
+          len(bench["projections"]) == 12, f"bench.json rows {[r['strategy'] for r in bench['rows']]}")
 
     # --- the notebooks --------------------------------------------------------------------------
     if nbconvert is None:
@@ -193,16 +275,23 @@ def main():
     fig = os.path.join(WORK, "fig")
     env = dict(ENV, DGPT_COMPARE_DIR=out, DGPT_FIGURES_DIR=fig)
     env.pop("DGPT_PROJECTION_INPUT", None)
-    images = execute_notebook(nbconvert, "compare_strategies.ipynb", os.path.join(WORK, "executed"), env)
+    images, text = execute_notebook(nbconvert, "compare_strategies.ipynb", os.path.join(WORK, "executed"), env)
     check(images >= 3, f"compare_strategies.ipynb shows {images} figures")
+    check("T_rank ms (per rank)" in text and "nvlink projected ms" in text and "cost of simulating" in text,
+          f"compare_strategies.ipynb: its table names the per-rank, projected and simulated times:\n{text[:3000]}")
     check_pngs(fig, COMPARE_PNGS, "compare_strategies.ipynb")
-    images = execute_notebook(nbconvert, "projections.ipynb", os.path.join(WORK, "executed"), env)
+    # projections.ipynb re-derives every projection (T_rank + comm, the formula, both speedups) and asserts it
+    images, text = execute_notebook(nbconvert, "projections.ipynb", os.path.join(WORK, "executed"), env)
     check(images >= 2, f"projections.ipynb shows {images} figures")
+    check("dgpt's projections re-derived: 6 (strategy, interconnect) pairs agree" in text,
+          f"projections.ipynb on compare.json checked 3 x 2 projections:\n{text[:3000]}")
     check_pngs(fig, PROJECTION_PNGS, "projections.ipynb on compare.json")
 
     fig2 = os.path.join(WORK, "fig_bench")
     env = dict(ENV, DGPT_PROJECTION_INPUT=bench_json, DGPT_FIGURES_DIR=fig2, DGPT_ALPHA_US="10")
-    execute_notebook(nbconvert, "projections.ipynb", os.path.join(WORK, "executed_bench"), env)
+    _, text = execute_notebook(nbconvert, "projections.ipynb", os.path.join(WORK, "executed_bench"), env)
+    check("dgpt's projections re-derived: 12 (strategy, interconnect) pairs agree" in text,
+          f"projections.ipynb on bench.json checked 4 x 3 projections:\n{text[:3000]}")
     check_pngs(fig2, PROJECTION_PNGS, "projections.ipynb on a dgpt bench --json file")
     # nothing written into the source tree
     check(not [f for f in os.listdir(NOTEBOOKS) if f.endswith(".png") and
