@@ -261,3 +261,40 @@ TEST_CASE("compat::gelu: the same gradient whatever the incoming gradient's layo
   CHECK(rel_diff(x.grad(), x_ref.grad()) < 1e-6);
   CHECK(rel_diff(compat::gelu(x0), torch::gelu(x0)) == 0.0);
 }
+
+TEST_CASE("SoloRankGroup: rank r of N alone holds rank r's shard, sends nothing, tallies a real rank's plan",
+          "[ops][solo_rank]") {
+  const int64_t N = 4;
+  auto args = dgpt::test::dist_args({"tp", "spd", "parallel", "parallel"}, N, 4, 16, /*bias=*/true);
+  const auto dense = init_dense_weights(args, 7);
+  for (int64_t r = 0; r < N; ++r) {
+    auto group = std::make_shared<SoloRankGroup>(N, r);
+    CHECK(group->local_shards() == 1);
+    CHECK(group->first_shard() == r);
+    GPT model(args, group);
+    model->load_dense_state(dense);
+    for (auto& slot : model->param_slots()) {
+      const auto& d = dense.at(slot.dense_name);
+      // exactly what a real rank r of W = N processes loads: its own shard, L = 1
+      CHECK(torch::equal(slot.param, shards_from_dense(d, slot.layout, N, r, 1)));
+    }
+    // An all-reduce leaves this rank's part as it is and tallies its bytes.
+    auto t = torch::arange(6, torch::kFloat);
+    const auto before = t.clone();
+    group->all_reduce_sum_(t, CommKind::ForwardAllReduce);
+    CHECK(torch::equal(t, before));
+    CHECK(group->tally().count_of(CommKind::ForwardAllReduce) == 1);
+    CHECK(group->tally().bytes_of(CommKind::ForwardAllReduce) == 24);
+  }
+  // A training forward and backward tallies exactly the plan's f and g (SPEC §3: 2t + s + r = 2 + 1 + 1).
+  auto group = std::make_shared<SoloRankGroup>(N, 2);
+  GPT model(args, group);
+  model->load_dense_state(dense);
+  auto idx = torch::randint(args.vocab_size, {2, args.block_size}, torch::kLong);
+  model->forward(idx, idx).loss.backward();
+  CHECK(group->tally().count_of(CommKind::ForwardAllReduce) == 4);
+  CHECK(group->tally().count_of(CommKind::BackwardAllReduce) == 4);
+  CHECK(group->tally().bytes_of(CommKind::ForwardAllReduce) == 4 * 2 * args.block_size * args.n_embd * 4);
+  // gather_shards (checkpoints of a solo rank mean nothing) keeps the shapes of a gathered tensor.
+  CHECK(group->gather_shards(torch::ones({1, 3, 5})).sizes() == torch::IntArrayRef({N, 3, 5}));
+}
