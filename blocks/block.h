@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "comm/tensor_parallel.h"
+#include "model/kv_cache.h"
 #include "model/layout.h"
 #include "model/model_args.h"
 
@@ -53,7 +54,10 @@ struct BlockContext {
 
 class BlockImpl : public torch::nn::Module {
  public:
-  virtual void forward(ResidualStream& stream) = 0;
+  // One block on the stream. `cache`: this layer's part of the generation KV cache (SPEC §6), which
+  // its attention reads and extends by the stream's T positions; nullptr without a cache.
+  virtual void forward(ResidualStream& stream, LayerKVCache* cache) = 0;
+  void forward(ResidualStream& stream) { forward(stream, nullptr); }
   // Every parameter with its dense nanoGPT name under `prefix` ("transformer.h.3.").
   virtual std::vector<ParamSlot> param_slots(const std::string& prefix) = 0;
 };

@@ -15,9 +15,10 @@ class ParallelBlock : public ShardedBlock {
  public:
   explicit ParallelBlock(const BlockContext& ctx) : ShardedBlock(ctx, kCProjBiases) {}
 
-  void forward(ResidualStream& stream) override {
+  void forward(ResidualStream& stream, LayerKVCache* cache) override {
     auto x = stream.per_shard();  // x_i: [L or 1, B, T, C]
-    auto a = residual_dropout(w_->attn(w_->ln_1(x, &replicated_grads_)), args_, is_training());       // [L, B, T, C]
+    // with a cache, shard i's keys and values are those of its own stream x_i
+    auto a = residual_dropout(w_->attn->forward(w_->ln_1(x, &replicated_grads_), cache), args_, is_training());  // [L, B, T, C]
     auto m = residual_dropout(w_->mlp(w_->ln_2(x + a, &replicated_grads_)), args_, is_training());  // [L, B, T, C]
     stream.add_per_shard(a + m);
   }

@@ -71,7 +71,7 @@ ShardedAttentionImpl::ShardedAttentionImpl(const BlockContext& ctx) : dropout_(c
   c_proj_weight = sharded_param(*this, "c_proj_weight", {L, C, C / N});
 }
 
-torch::Tensor ShardedAttentionImpl::attend(const torch::Tensor& u) {
+torch::Tensor ShardedAttentionImpl::attend(const torch::Tensor& u, LayerKVCache* cache) {
   const int64_t L = c_attn_weight.size(0), B = u.size(1), T = u.size(2);
   const int64_t width = heads_per_shard_ * head_dim_;
   auto qkv = shard_linear(u, c_attn_weight, c_attn_bias).split(width, -1);
@@ -82,22 +82,27 @@ torch::Tensor ShardedAttentionImpl::attend(const torch::Tensor& u) {
         .permute({0, 1, 3, 2, 4})
         .reshape({L * B, heads_per_shard_, T, head_dim_});
   };
-  auto y = compat::causal_attention(to_heads(qkv[0]), to_heads(qkv[1]), to_heads(qkv[2]), dropout_,
-                                    is_training());
+  torch::Tensor y;
+  if (cache) {  // the keys and values of every position so far: [L*B, h, P+T, hd]
+    auto [k, v] = cache->append(to_heads(qkv[1]), to_heads(qkv[2]));
+    y = compat::attention_after_prefix(to_heads(qkv[0]), k, v, dropout_, is_training());
+  } else {
+    y = compat::causal_attention(to_heads(qkv[0]), to_heads(qkv[1]), to_heads(qkv[2]), dropout_, is_training());
+  }
   return y.view({L, B, heads_per_shard_, T, head_dim_});  // [L*B, h, T, hd] -> [L, B, h, T, hd]
 }
 
-torch::Tensor ShardedAttentionImpl::forward(const torch::Tensor& u) {
+torch::Tensor ShardedAttentionImpl::forward(const torch::Tensor& u, LayerKVCache* cache) {
   const int64_t L = c_attn_weight.size(0), B = u.size(1), T = u.size(2);
   // [L, B, h, T, hd] -> [L, B, T, h, hd] -> [L, B, T, h*hd]: each shard's heads side by side
-  auto y = attend(u).permute({0, 1, 3, 2, 4}).reshape({L, B, T, heads_per_shard_ * head_dim_});
+  auto y = attend(u, cache).permute({0, 1, 3, 2, 4}).reshape({L, B, T, heads_per_shard_ * head_dim_});
   return shard_projection(y, c_proj_weight);
 }
 
-torch::Tensor ShardedAttentionImpl::forward_summed(const torch::Tensor& u) {
+torch::Tensor ShardedAttentionImpl::forward_summed(const torch::Tensor& u, LayerKVCache* cache) {
   const int64_t L = c_attn_weight.size(0), B = u.size(1), T = u.size(2);
   // [L, B, heads, T, hd] -> [B, T, L, heads, hd]: shard i's columns at [i*width, (i+1)*width)
-  auto y = attend(u).permute({1, 3, 0, 2, 4}).reshape({B * T, L * heads_per_shard_ * head_dim_});
+  auto y = attend(u, cache).permute({1, 3, 0, 2, 4}).reshape({B * T, L * heads_per_shard_ * head_dim_});
   return summed_projection(y, c_proj_weight, B, T);
 }
 

@@ -22,18 +22,19 @@ TORCH_MODULE(LayerNorm);
 class ShardedAttentionImpl : public torch::nn::Module {
  public:
   explicit ShardedAttentionImpl(const BlockContext& ctx);
-  // u: [1 or L, B, T, C] -> partial outputs [L, B, T, C].
-  torch::Tensor forward(const torch::Tensor& u);
+  // u: [1 or L, B, T, C] -> partial outputs [L, B, T, C]. With a cache, u holds the T positions after
+  // the cached ones: their keys and values are appended, and they attend over every cached position.
+  torch::Tensor forward(const torch::Tensor& u, LayerKVCache* cache = nullptr);
   // The local shards' partial outputs summed, [1, B, T, C]: one GEMM over the shards' concatenated
   // c_proj columns, as the dense layer computes it (what g needs when nothing else uses the partials).
-  torch::Tensor forward_summed(const torch::Tensor& u);
+  torch::Tensor forward_summed(const torch::Tensor& u, LayerKVCache* cache = nullptr);
   void add_slots(std::vector<ParamSlot>& slots, const std::string& prefix);  // prefix "...attn."
   torch::Tensor c_attn_weight;  // [L, 3C/N, C]: each shard's q, k, v rows (QkvColumnParallel)
   torch::Tensor c_attn_bias;    // [L, 3C/N], or undefined without bias
   torch::Tensor c_proj_weight;  // [L, C, C/N]: each shard's columns (RowParallel)
 
  private:
-  torch::Tensor attend(const torch::Tensor& u);  // -> [L, B, heads, T, head_dim]
+  torch::Tensor attend(const torch::Tensor& u, LayerKVCache* cache);  // -> [L, B, heads, T, head_dim]
   int64_t heads_per_shard_, head_dim_;
   double dropout_;
 };

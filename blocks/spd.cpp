@@ -16,10 +16,11 @@ class SpdBlock : public ShardedBlock {
  public:
   explicit SpdBlock(const BlockContext& ctx) : ShardedBlock(ctx, kCProjBiases) {}
 
-  void forward(ResidualStream& stream) override {
+  void forward(ResidualStream& stream, LayerKVCache* cache) override {
     const auto& x = stream.replicated();             // [B, T, C]
     auto x_shards = copy_to_shards(x, group_);       // [1, B, T, C]
-    auto a = residual_dropout(w_->attn(w_->ln_1(x_shards, &replicated_grads_)), args_, is_training());  // [L, B, T, C]
+    auto a = residual_dropout(w_->attn->forward(w_->ln_1(x_shards, &replicated_grads_), cache), args_,
+                              is_training());  // [L, B, T, C]
     auto bias_in_shards = w_->attn_bias.defined() ? replicated_grads_.use(w_->attn_bias) : torch::Tensor();
     auto y = add_bias(x_shards + a, bias_in_shards);  // y_i: [L, B, T, C]
     auto v = w_->ln_2(y, &replicated_grads_);

@@ -14,11 +14,12 @@ class TpBlock : public ShardedBlock {
  public:
   explicit TpBlock(const BlockContext& ctx) : ShardedBlock(ctx, kCProjBiases) {}
 
-  void forward(ResidualStream& stream) override {
+  void forward(ResidualStream& stream, LayerKVCache* cache) override {
     const auto& x = stream.replicated();  // [B, T, C]
     // Nothing but g uses the partial outputs: each sublayer hands g its local shards' sum.
-    auto a = add_bias(reduce_from_shards(w_->attn->forward_summed(copy_to_shards(w_->ln_1(x), group_)), group_),
-                      w_->attn_bias);
+    auto a = add_bias(
+        reduce_from_shards(w_->attn->forward_summed(copy_to_shards(w_->ln_1(x), group_), cache), group_),
+        w_->attn_bias);
     auto h = x + residual_dropout(a, args_, is_training());
     auto m = add_bias(reduce_from_shards(w_->mlp->forward_summed(copy_to_shards(w_->ln_2(h), group_)), group_),
                       w_->mlp_bias);

@@ -294,6 +294,52 @@ TEST_CASE("decode: exact bytes, U+FFFD for cut characters and ids outside the vo
   CHECK_THROWS_AS(t.token_bytes(-1), UserError);
 }
 
+TEST_CASE("TextStream: streamed text is decode() of every id, never a cut character", "[bpe][stream]") {
+  const auto& t = bpe();
+  // Pushes ids one by one; every piece must be valid UTF-8 on its own (nothing printed may be
+  // half a character), and the pieces with finish() must be decode() of all of them.
+  auto streamed = [&](const Ids& ids, size_t* pieces_held_back = nullptr) {
+    dgpt::TextStream stream(t);
+    std::string text;
+    for (int64_t id : ids) {
+      const std::string piece = stream.push(id);
+      REQUIRE(dgpt::find_invalid_utf8(piece) == std::string_view::npos);
+      if (pieces_held_back && piece.empty()) ++*pieces_held_back;
+      text += piece;
+    }
+    return text + stream.finish();
+  };
+  const Ids smile = t.encode_ordinary("a😀b");
+  REQUIRE(smile.size() > 3);  // the emoji's 4 bytes are split over several tokens
+  size_t held = 0;
+  CHECK(streamed(smile, &held) == "a😀b");
+  CHECK(held > 0);  // the emoji's first tokens print nothing until its last byte arrives
+  const Ids cut(smile.begin(), smile.end() - 2);  // "a" + part of the emoji: U+FFFD at the end
+  CHECK(streamed(cut) == t.decode(cut));
+  CHECK(streamed({31373, 50300, 995}) == "hello\uFFFD world");
+  std::mt19937 rng(7);
+  for (int i = 0; i < 300; ++i) {
+    const std::string s = random_text(rng);
+    const Ids ids = t.encode(s);
+    REQUIRE(streamed(ids) == s);
+  }
+  // Any id sequence (what a model samples, padding rows included): the same text as decode().
+  std::uniform_int_distribution<int64_t> any_id(0, 50303), byte_token(0, 255);
+  for (int i = 0; i < 300; ++i) {
+    Ids ids;
+    for (int k = 0; k < 40; ++k) ids.push_back(k % 3 ? byte_token(rng) : any_id(rng));  // many lone bytes
+    INFO("sequence " << i);
+    REQUIRE(streamed(ids) == t.decode(ids));
+  }
+  // The character tokenizer: every id is whole characters.
+  const auto chars = dgpt::CharTokenizer::from_text("ab\u00e9\u65e5");
+  dgpt::TextStream stream(chars);
+  CHECK(stream.push(2) == "\u00e9");
+  CHECK(stream.push(3) == "\u65e5");
+  CHECK(stream.push(9) == "\uFFFD");
+  CHECK(stream.finish().empty());
+}
+
 TEST_CASE("Encoding from many threads at once gives the single-thread ids", "[bpe]") {
   const auto& t = bpe();
   const auto texts = corpus();

@@ -7,10 +7,12 @@ temporary folder, on the real tinyshakespeare text (../shared/data/tinyshakespea
 import json
 import math
 import os
+import re
 import shutil
+import subprocess
 import sys
 
-from harness import SHAKESPEARE, WORK, check, error_case, main
+from harness import DGPT, SHAKESPEARE, WORK, check, error_case, main
 from harness import run_dgpt as run
 
 # A model small enough that a run of a dozen iterations takes seconds on 2 cores.
@@ -242,13 +244,16 @@ def suite_checkpoint():
 
 def suite_inference():
     prepare()
+    # trained enough (150 steps of one micro-batch, ~3 s) for samples that are not a constant
     run("train", *TINY, "--model_type=distributed_gpt", "--tp_size=2", "--block_types=['spd','parallel','parallel','tp']",
-        "--max_iters=10", "--eval_interval=5", "--out_dir=mixed")
+        "--max_iters=150", "--eval_interval=150", "--gradient_accumulation_steps=1", "--batch_size=8",
+        "--learning_rate=1e-2", "--lr_decay_iters=150", "--min_lr=1e-3", "--out_dir=mixed")
     p = run("sample", "--out_dir=mixed", "--device=cpu", "--num_samples=3", "--max_new_tokens=40", "--start=ROMEO:")
     parts = p.stdout.split("\n---------------\n")
     check(len(parts) == 4 and parts[-1] == "", f"3 samples: {p.stdout!r}")
     check(all(s.startswith("ROMEO:") and len(s) == len("ROMEO:") + 40 for s in parts[:3]), f"samples {parts}")
     check("forward all-reduces" in p.stderr, "sample reports its all-reduces")
+    check(re.search(r"sampling: 120 new tokens in [0-9.]+s, [0-9.]+ tokens/s", p.stderr), f"tokens/s: {p.stderr!r}")
     again = run("sample", "--out_dir=mixed", "--device=cpu", "--num_samples=3", "--max_new_tokens=40", "--start=ROMEO:")
     check(again.stdout == p.stdout, "sampling with the same seed is reproducible")
     prompt = os.path.join(WORK, "prompt.txt")
@@ -258,6 +263,12 @@ def suite_inference():
     check(p.stdout.startswith("KING:\n"), f"FILE: start {p.stdout!r}")
     error_case(["sample", "--out_dir=mixed", "--device=cpu", "--tp_size=1"], "tp_size=2")
     error_case(["sample", "--out_dir=mixed", "--device=cpu", "--start=\u00e9"], "vocabulary")
+    sampling_with_cache_matches_reference("mixed")
+    sampling_streams("mixed")
+    for bad, needle in [("--top_p=0", "top_p"), ("--top_p=1.5", "top_p"), ("--top_p=-0.1", "top_p"),
+                        ("--max_new_tokens=-1", "max_new_tokens"), ("--temperature=-1", "temperature"),
+                        ("--top_k=-1", "top_k"), ("--num_samples=0", "num_samples")]:
+        error_case(["sample", "--out_dir=mixed", "--device=cpu", bad], needle, bad.split("=")[1])
 
     p = run("comms", "--model_type=distributed_gpt", "--n_layer=6", "--tp_size=2", "--batch_size=4", "--block_size=32",
             "--n_embd=32", "--n_head=4", "--gradient_accumulation_steps=3",
@@ -291,6 +302,84 @@ def tiny_flops_per_step():
     per_layer = C + 3 * C * C + C * C + C + 4 * C * C + 4 * C * C  # ln_1, c_attn, c_proj, ln_2, c_fc, c_proj (no biases)
     params = V * C + L * per_layer + C  # wte (tied lm_head), blocks, ln_f; not wpe
     return (6 * params + 12 * L * H * (C // H) * T) * 4 * T
+
+
+def sampling_with_cache_matches_reference(out_dir):
+    """dgpt's sampling (KV cache, streamed) = nanoGPT's generate written in Python from the checkpoint
+    (tests/gpt_reference.py: SPEC §1 per shard, no cache, float64): greedy, and with the same seed
+    temperature / top_k / top_p draws (torch's multinomial on float32 probabilities in both; a draw
+    could differ only within float32 rounding of a boundary). 14 + 60 tokens outgrow block_size 32:
+    the cropped context is re-prefilled."""
+    try:
+        import torch
+    except ImportError:
+        print("note: no torch in this python; sampling not compared with the Python reference")
+        return
+    from gpt_reference import Reference
+    ref = Reference(os.path.join(WORK, out_dir, "ckpt.pt"))
+    meta = json.load(open(os.path.join(WORK, "data/shakespeare_char/meta.json")))
+    itos = meta["itos"]
+    start = "First Citizen:"
+    prompt = [meta["stoi"][c] for c in start]
+
+    def reference_sample(n, temperature, top_k, top_p, seed=1337):
+        torch.manual_seed(seed)
+        ids = list(prompt)
+        with torch.no_grad():
+            for _ in range(n):
+                logits = ref.logits(ids[-ref.T:])
+                if temperature == 0:
+                    ids.append(int(logits.argmax()))
+                    continue
+                logits = logits.float().view(1, -1) / temperature
+                if top_k:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float("inf")
+                if top_p < 1:  # nucleus: drop a token once the more likely ones hold top_p
+                    sorted_logits, order = torch.sort(logits, descending=True)
+                    probs = sorted_logits.softmax(-1)
+                    logits[0, order[0][(probs.cumsum(-1) - probs >= top_p)[0]]] = -float("inf")
+                ids.append(int(torch.multinomial(logits.softmax(-1), 1)))
+        return "".join(itos[i] for i in ids)
+
+    outputs = {}
+    for temperature, top_k, top_p in [(0, 0, 1.0), (0.8, 200, 1.0), (0.8, 200, 0.5), (1.0, 10, 0.9)]:
+        args = [f"--temperature={temperature}", f"--top_k={top_k}", f"--top_p={top_p}"]
+        p = run("sample", f"--out_dir={out_dir}", "--device=cpu", "--num_samples=1", "--max_new_tokens=60",
+                f"--start={start}", *args)
+        got = p.stdout
+        want = reference_sample(60, temperature, top_k, top_p) + "\n---------------\n"
+        check(got == want, f"sample {args} = the Python reference: {got!r} vs {want!r}")
+        outputs[(temperature, top_k, top_p)] = got
+    greedy = outputs[(0, 0, 1.0)]
+    check(len(set(greedy[len(start):])) > 3, f"greedy sample is not a constant: {greedy!r}")
+    # top_p changes what is drawn; top_p = 1 (the default) is no top_p at all
+    default = run("sample", f"--out_dir={out_dir}", "--device=cpu", "--num_samples=1", "--max_new_tokens=60",
+                  f"--start={start}").stdout  # temperature 0.8, top_k 200
+    check(outputs[(0.8, 200, 1.0)] == default, "top_p=1 changes nothing")
+    check(outputs[(0.8, 200, 0.5)] != default, "top_p=0.5 changes the sample")
+
+
+def sampling_streams(out_dir):
+    """Tokens reach stdout as they are generated (flushed per token), and the streamed text is the
+    whole output of the same run written at once."""
+    args = [DGPT, "sample", f"--out_dir={out_dir}", "--device=cpu", "--num_samples=1", "--max_new_tokens=300",
+            "--start=ROMEO:", "--seed=7"]
+    proc = subprocess.Popen(args, cwd=WORK, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = b""
+    while len(first) < len("ROMEO:") + 3:  # the prompt and the first new tokens
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        first += chunk
+    still_running = proc.poll() is None
+    rest, err = proc.communicate(timeout=300)
+    check(proc.returncode == 0, f"streaming sample: exit {proc.returncode} {err[-2000:]!r}")
+    check(still_running, "the first tokens arrived only when sampling ended: not streamed")
+    streamed = (first + rest).decode("utf-8")
+    whole = run(*args[1:]).stdout
+    check(streamed == whole and streamed.startswith("ROMEO:") and len(streamed) == len("ROMEO:") + 300 + 17,
+          f"streamed output {streamed[:80]!r}... ({len(streamed)} chars) vs {whole[:80]!r}... ({len(whole)})")
 
 
 def suite_bench():
@@ -370,6 +459,23 @@ def suite_bench():
     error_case(["bench", *common, "--project=infiniband"], "infiniband")
     error_case(["bench", *common, "--ranks=first"], "--ranks")
     error_case(["bench", *common, "--mode=serve"], "--mode")
+    # --mode=generate: prefill and per-token decode with the KV cache; a decode step sends B*C elements per
+    # forward all-reduce (SPEC §6), a prefill of P tokens B*P*C.
+    p = run("bench", *common, "--mode=generate", "--prompt_len=8", "--new_tokens=4", "--gen_batch=2",
+            "--compare=['tp']*4; ['spd']*4; ['parallel']*4", "--project=100gbe", "--json=-")
+    g = {r["strategy"]: r for r in json.loads(p.stdout)["rows"]}
+    for name, ar in [("['tp']*4", 8), ("['spd']*4", 4), ("['parallel']*4", 1), ("dense", 0)]:
+        r = g[name]
+        check(r["decode_forward_allreduce"] == ar and r["decode_forward_allreduce_bytes"] == ar * 2 * 32 * 4 and
+              r["prefill_forward_allreduce"] == ar and r["prefill_forward_allreduce_bytes"] == ar * 2 * 8 * 32 * 4 and
+              r["decode_backward_allreduce"] == 0, f"generate {name}: {r}")
+    gp = {x["strategy"]: x for x in json.loads(p.stdout)["projections"]}
+    t_ar = 2 * 20e-6 + 2 * 32 * 4 / 12.5e9  # one decode all-reduce of B*C float32 at n = 2 on 100 GbE
+    check(abs(gp["['tp']*4"]["ms_per_token"] - (g["['tp']*4"]["decode_ms_per_token"] + 8 * t_ar * 1e3)) < 1e-9,
+          f"per-token projection {gp}")
+    check(abs(gp["['spd']*4"]["speedup_vs_all_tp"] - gp["['tp']*4"]["ms_per_token"] / gp["['spd']*4"]["ms_per_token"])
+          < 1e-12, "generate: vs all-tp")
+    error_case(["bench", *common, "--mode=generate", "--prompt_len=30", "--new_tokens=8"], "block_size")
     # Gloo: fit alpha and beta on loopback; every rank's step, time in collectives and own solo rank; a real
     # rank holds exactly the solo rank's shapes and sends exactly what the solo rank tallies.
     out = os.path.join(WORK, "bench_gloo.json")

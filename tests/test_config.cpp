@@ -673,7 +673,7 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   dgpt::SampleConfig sample = dgpt::load_sample_config({}, {"--device=cpu", "--start=FILE:prompt.txt"}, notices);
   CHECK(sample.device_was_set);
   auto sample_items = dgpt::config_items(sample);
-  REQUIRE(sample_items.size() == 13);
+  REQUIRE(sample_items.size() == 16);
   CHECK(sample_items[2] == std::make_pair(std::string("start"), S("FILE:prompt.txt")));
   CHECK(dgpt::config_items(dgpt::SampleConfig{})[2].second == S("\n"));
 
@@ -682,8 +682,33 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   CHECK_THAT(help, Contains("block_types") && Contains("None") && Contains("'tp'"));
   CHECK_THAT(help, Contains("learning_rate") && Contains("0.0006"));
   std::string sample_help = dgpt::sample_keys_help();
-  CHECK(std::count(sample_help.begin(), sample_help.end(), '\n') == 13);
+  CHECK(std::count(sample_help.begin(), sample_help.end(), '\n') == 16);
   CHECK_THAT(sample_help, Contains("top_k") && Contains("200") && Contains("'\\n'"));
+  CHECK_THAT(sample_help, Contains("top_p") && Contains("backend") && Contains("tp_procs") && Contains("comm_timeout"));
+}
+
+TEST_CASE("sample config: top_p and the other sampling values are validated", "[config][sample]") {
+  std::ostringstream notices;
+  auto validated = [&](const std::string& override_) {
+    dgpt::validate(dgpt::load_sample_config({}, {override_}, notices));
+  };
+  CHECK_NOTHROW(validated("--top_p=1.0"));
+  CHECK_NOTHROW(validated("--top_p=0.01"));
+  CHECK_NOTHROW(validated("--temperature=0"));
+  CHECK_NOTHROW(validated("--max_new_tokens=0"));
+  CHECK_NOTHROW(validated("--top_k=None"));
+  CHECK_NOTHROW(validated("--backend=gloo"));
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {"--top_p=0", "top_p must be in (0, 1]"},       {"--top_p=1.5", "top_p must be in (0, 1]"},
+      {"--top_p=-0.2", "top_p must be in (0, 1]"},     {"--top_p=1e400", "top_p must be in (0, 1]"},
+      {"--max_new_tokens=-1", "max_new_tokens must be >= 0"}, {"--temperature=-0.5", "temperature must be >= 0"},
+      {"--top_k=-3", "top_k must be >= 0"},           {"--num_samples=0", "num_samples must be >= 1"},
+      {"--backend=mpi", "backend must be"},           {"--tp_procs=-1", "tp_procs"},
+      {"--comm_timeout=0", "comm_timeout must be positive"}, {"--dtype=int8", "dtype must be"}};
+  for (const auto& [override_, message] : bad) {
+    INFO(override_);
+    CHECK_THROWS_WITH(validated(override_), Contains(message));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

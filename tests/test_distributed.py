@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Multi-process tests: the same model over Gloo computes what the simulation computes.
 
-usage: test_distributed.py DGPT_BINARY SUITE   (suites: equivalence, data_parallel, resume, faults)
+usage: test_distributed.py DGPT_BINARY SUITE   (suites: equivalence, data_parallel, resume, faults, sample)
 
 Every run is `dgpt launch --nproc N -- train ... --backend=gloo` (or a plain simulated run) on
 the real tinyshakespeare data; per-step losses come from metrics.jsonl, final weights from
@@ -9,6 +9,7 @@ ckpt.pt through Python's torch.load.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -158,6 +159,68 @@ def suite_resume():
         check(sorted(resumed) == list(range(STEPS + 1)), f"{target}: iterations {sorted(resumed)}")
         worst = max(abs(resumed[i] - full[i]) / full[i] for i in full)
         check(worst <= LOSS_RTOL, f"{target}: resumed losses differ by {worst:.2e}")
+
+
+def rank_output(launch_stdout, rank=0):
+    """What one rank printed (stdout and stderr), from the launcher's `[rank i] ` lines."""
+    prefix = f"[rank {rank}] "
+    return "".join(l[len(prefix):] + "\n" for l in launch_stdout.splitlines() if l.startswith(prefix))
+
+
+def suite_sample():
+    """`dgpt sample` over Gloo (W = 2 processes: 1 shard each at tp_size 2, 2 at tp_size 4) prints what
+    the simulation prints: the same greedy tokens, and with the same seed the same drawn ones; only
+    rank 0 prints, and every rank drew the same tokens (dgpt checks it after each sample)."""
+    prepare()
+    quick = [*BASE, "--n_layer=6", "--n_embd=32", "--n_head=4", "--batch_size=8", "--gradient_accumulation_steps=1",
+             "--learning_rate=1e-2", "--max_iters=30", "--eval_interval=30", "--lr_decay_iters=30"]
+    patterns = [("tp", "['tp']*6"), ("spd", "['spd']*6"), ("parallel", "['parallel']*6"), ("mixed", MIXED)]
+    trained = {}
+    for name, types in patterns:
+        for tp in [2, 4]:
+            if name == "tp" and tp == 4:
+                trained[(name, tp)] = trained[(name, 2)]  # an all-tp checkpoint samples at any tp_size
+                continue
+            out_dir = f"sample_{name}_{tp}"
+            dgpt("train", *quick, f"--tp_size={tp}", f"--block_types={types}", "--parallel_merge=mean",
+                 f"--out_dir={out_dir}")
+            trained[(name, tp)] = out_dir
+    for (name, tp), out_dir in trained.items():
+        draws = [["--temperature=0"]]
+        if name == "mixed" and tp == 4:
+            draws.append(["--top_p=0.9", "--seed=5"])  # temperature 0.8, top_k 200 and top_p
+        for draw in draws:
+            args = ["sample", f"--out_dir={out_dir}", "--device=cpu", f"--tp_size={tp}", "--num_samples=1",
+                    "--max_new_tokens=30", "--start=ROMEO:", *draw]
+            sim = dgpt(*args)
+            real = dgpt("launch", "--nproc", "2", "--", *args, "--backend=gloo", "--comm_timeout=60")
+            what = f"{name} tp_size {tp} {' '.join(draw)}"
+            rank0, rank1 = rank_output(real.stdout, 0), rank_output(real.stdout, 1)
+            check(sim.stdout.count("\n---------------\n") == 1 and len(sim.stdout) == 6 + 30 + 17,
+                  f"{what}: simulated sample {sim.stdout!r}")
+            check(sim.stdout in rank0, f"{what}: Gloo rank 0 printed {rank0!r}, simulation {sim.stdout!r}")
+            check("---------------" not in rank1 and "tokens/s" not in rank1, f"{what}: rank 1 printed {rank1!r}")
+            check(f"process mesh: 2 processes = 1 data-parallel x 2 tensor-parallel ({tp // 2} shard(s) each)" in rank0,
+                  f"{what}: process mesh line {rank0!r}")
+            fwd = re.search(r"sampling: (\d+) forward all-reduces", rank0)
+            sim_fwd = re.search(r"sampling: (\d+) forward all-reduces", sim.stderr)
+            check(fwd and sim_fwd and fwd.group(1) == sim_fwd.group(1),
+                  f"{what}: measured forward all-reduces = the simulation's count ({rank0!r})")
+        print(f"sample {name} tp_size {tp}: Gloo = simulation", flush=True)
+    # ranks started by hand with different sampling keys: a clear error on every rank, not
+    # silently different tokens
+    port = free_port()
+    procs = []
+    for rank, temperature in [(0, "0.8"), (1, "0.9")]:
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen([DGPT, "sample", f"--out_dir={trained[('mixed', 2)]}", "--device=cpu",
+                                       "--backend=gloo", "--comm_timeout=60", "--max_new_tokens=5",
+                                       f"--temperature={temperature}"],
+                                      cwd=WORK, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for rank, p in enumerate(procs):
+        out, err = p.communicate(timeout=120)
+        check(p.returncode == 2 and "the sample config differs" in err,
+              f"rank {rank} with another temperature: {p.returncode} {err!r}")
 
 
 def free_port():

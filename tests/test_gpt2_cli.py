@@ -282,6 +282,35 @@ def suite_openwebtext():
     error_case(["prepare", "openwebtext", "--input", inputs[0]], "data/gpt2", gpt2=False)
 
 
+def sample_streams_as_decoded(out_dir):
+    """The streamed sample (tokens printed as they come, a character cut between tokens held back
+    until complete) is the text of the whole id sequence decoded at once, as tiktoken's
+    decode(errors="replace"): the ids from nanoGPT's sampling written in Python (tests/gpt_reference.py,
+    same seed: torch's multinomial on float32 probabilities in both), decoded by this file's decoder."""
+    try:
+        import torch
+    except ImportError:
+        print("note: no torch in this python; streamed sample not compared with the Python reference")
+        return
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from gpt_reference import Reference
+    ref = Reference(os.path.join(out_dir, "ckpt.pt"))
+    decode("")  # loads the decoder
+    torch.manual_seed(1337)
+    ids = [EOT]
+    with torch.no_grad():
+        for _ in range(40):  # nanoGPT's defaults: temperature 0.8, top_k 200
+            logits = ref.logits(ids[-ref.T:]).float().view(1, -1) / 0.8
+            v, _ = torch.topk(logits, 200)
+            logits[logits < v[:, [-1]]] = -float("inf")
+            ids.append(int(torch.multinomial(logits.softmax(-1), 1)))
+    raw = b"".join(_DECODER.get(i, "\ufffd".encode()) for i in ids)  # padding rows: U+FFFD
+    want = raw.decode("utf-8", errors="replace") + "\n---------------\n"
+    p = run_dgpt("sample", f"--out_dir={out_dir}", "--device=cpu", "--num_samples=1", "--max_new_tokens=40",
+                 "--start=<|endoftext|>", env=env(), timeout=900)
+    check(p.stdout == want, f"streamed GPT-2 sample {p.stdout!r} vs decoded reference {want!r}")
+
+
 def suite_train_sample():
     needs(shakespeare=True)
     run("prepare", "shakespeare", "--input", SHAKESPEARE)
@@ -314,6 +343,7 @@ def suite_train_sample():
     p = run("sample", f"--out_dir={out}", "--device=cpu", "--num_samples=1", "--max_new_tokens=3",
             f"--start=FILE:{prompt}")
     check(p.stdout.startswith("ROMEO:\nBut soft, what light"), f"FILE: prompt {p.stdout[:100]!r}")
+    sample_streams_as_decoded(out)
     # sampling needs the tokenizer files; training does not
     error_case(["sample", f"--out_dir={out}", "--device=cpu", "--max_new_tokens=2"], "data/gpt2", gpt2=False)
 

@@ -32,6 +32,34 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 #endif
 }
 
+// Attention of the t newest positions over every position so far (the KV cache's): q is
+// [batch, heads, t, head_dim] for positions [P, P+t), k and v are [batch, heads, P+t, head_dim]
+// for positions [0, P+t). Query i sees keys 0..P+i. P = 0 (a prefill) is causal_attention; a single
+// query (a decode step) sees every key and needs no mask; a chunk of t > 1 after a prefix needs the
+// causal mask shifted by P.
+inline torch::Tensor attention_after_prefix(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                            double dropout_p, bool training) {
+  const int64_t t = q.size(-2), n = k.size(-2), past = n - t;
+  TORCH_CHECK(past >= 0, "attention_after_prefix: ", t, " queries but only ", n, " keys");
+  if (past == 0) return causal_attention(q, k, v, dropout_p, training);
+#if TORCH_VERSION_MAJOR >= 2
+  // SDPA's is_causal aligns its mask to the top-left corner when t < n (in 2.x before 2.5 at
+  // least), so the shifted mask is given explicitly (true: may attend).
+  c10::optional<at::Tensor> allowed;  // none for a single query
+  if (t > 1) allowed = torch::ones({t, n}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).tril(past);
+  return at::scaled_dot_product_attention(q, k, v, allowed, training ? dropout_p : 0.0, /*is_causal=*/false);
+#else
+  auto att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(q.size(-1))));
+  if (t > 1) {
+    auto mask = torch::ones({t, n}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(past + 1);
+    att = att.masked_fill(mask, -std::numeric_limits<double>::infinity());
+  }
+  att = torch::softmax(att, -1);
+  if (training && dropout_p > 0) att = torch::dropout(att, dropout_p, true);
+  return torch::matmul(att, v);
+#endif
+}
+
 #if TORCH_VERSION_MAJOR < 2
 // LibTorch 1.13's CPU gelu_backward returns zeros or garbage when the incoming gradient is not
 // contiguous, as it is after a permute (tests/test_ops.cpp shows it). This GELU hands it a

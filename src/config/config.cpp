@@ -554,6 +554,29 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
   }
 }
 
+void validate(const SampleConfig& cfg) {
+  if (cfg.num_samples < 1) throw UserError(fmt::format("num_samples must be >= 1, got {}", cfg.num_samples));
+  if (cfg.max_new_tokens < 0) throw UserError(fmt::format("max_new_tokens must be >= 0, got {}", cfg.max_new_tokens));
+  if (cfg.top_k < 0) throw UserError(fmt::format("top_k must be >= 0 (0 or None keeps all), got {}", cfg.top_k));
+  if (cfg.tp_size < 0) throw UserError(fmt::format("tp_size must be >= 0 (0 uses the checkpoint's), got {}", cfg.tp_size));
+  // Written as !(in range) so that NaN fails too.
+  if (!(cfg.temperature >= 0.0))
+    throw UserError(fmt::format("temperature must be >= 0 (0 is greedy), got {}", float_repr(cfg.temperature)));
+  if (!(cfg.top_p > 0.0 && cfg.top_p <= 1.0))
+    throw UserError(fmt::format("top_p must be in (0, 1] (1 keeps every token), got {}", float_repr(cfg.top_p)));
+  if (!one_of(cfg.dtype, {"float32", "bfloat16", "float16", "float64"})) {
+    throw UserError(fmt::format("dtype must be 'float32', 'bfloat16', 'float16' or 'float64', got {}",
+                                str_repr(cfg.dtype)));
+  }
+  if (!one_of(cfg.backend, {"sim", "gloo", "nccl"})) {
+    throw UserError(fmt::format("backend must be 'sim', 'gloo' or 'nccl', got {}", str_repr(cfg.backend)));
+  }
+  if (cfg.tp_procs < 0) throw UserError(fmt::format("tp_procs must be >= 0, got {}", cfg.tp_procs));
+  if (!(cfg.comm_timeout > 0)) {
+    throw UserError(fmt::format("comm_timeout must be positive, got {}", float_repr(cfg.comm_timeout)));
+  }
+}
+
 std::vector<std::pair<std::string, PyValue>> config_items(const TrainConfig& cfg) {
   return items_of(cfg);
 }

@@ -65,7 +65,10 @@ namespace dgpt {
   X(std::string, device, "cuda", MarksDevice, "'cpu', 'cuda', 'cuda:1', ...") \
   X(std::string, dtype, "bfloat16", Plain, "'float32', 'bfloat16', 'float16' or 'float64'") \
   X(int64_t, tp_size, 0, Plain, "tensor-parallel shards; 0 uses the checkpoint's") \
-  X(std::string, model_type, "", Plain, "'gpt' or 'distributed_gpt'; '' uses the checkpoint's")
+  X(std::string, model_type, "", Plain, "'gpt' or 'distributed_gpt'; '' uses the checkpoint's") \
+  X(std::string, backend, "sim", Plain, "'sim' (one process), 'gloo' (processes, CPU) or 'nccl' (processes, GPUs)") \
+  X(int64_t, tp_procs, 0, Plain, "processes per tensor-parallel group; 0 = gcd(world size, tp_size)") \
+  X(double, comm_timeout, 300.0, Plain, "seconds a collective or the rendezvous may wait before failing")
 
 #define DGPT_DECLARE_CONFIG_KEY(type, name, default_value, kind, help) type name = default_value;
 
@@ -99,6 +102,9 @@ SampleConfig load_sample_config(const std::vector<std::string>& config_files,
 // Cross-key checks: block_types length == n_layer, known block types, n_head % tp_size,
 // 4*n_embd % tp_size, positive sizes, value sets of string keys. Throws UserError.
 void validate(const TrainConfig& cfg, const std::vector<std::string>& known_block_types);
+// num_samples >= 1, max_new_tokens >= 0, temperature >= 0, top_k >= 0, 0 < top_p <= 1, tp_size >= 0,
+// and the value sets of backend and dtype, tp_procs >= 0, comm_timeout > 0. Throws UserError.
+void validate(const SampleConfig& cfg);
 
 // (key, value) for every key, in declaration order: printed at start, stored in checkpoints.
 std::vector<std::pair<std::string, PyValue>> config_items(const TrainConfig& cfg);

@@ -582,16 +582,20 @@ std::string Gpt2Bpe::decode_bytes(const std::vector<int64_t>& ids) const {
   return out;
 }
 
+std::string Gpt2Bpe::piece(int64_t id) const {
+  if (id < 0 || id >= kVocabSize) return "\xEF\xBF\xBD";
+  return std::string(token_bytes(id));
+}
+
 std::string Gpt2Bpe::decode(const std::vector<int64_t>& ids) const {
-  static const char kReplacement[] = "\xEF\xBF\xBD";
   std::string raw;
-  for (int64_t id : ids) {
-    if (id < 0 || id >= kVocabSize)
-      raw += kReplacement;
-    else
-      raw += token_bytes(id);
-  }
-  if (find_invalid_utf8(raw) == std::string_view::npos) return raw;
+  for (int64_t id : ids) raw += piece(id);
+  return replace_invalid_utf8(raw);
+}
+
+std::string replace_invalid_utf8(std::string_view raw) {
+  static const char kReplacement[] = "\xEF\xBF\xBD";
+  if (find_invalid_utf8(raw) == std::string_view::npos) return std::string(raw);
   std::string out;
   const auto* p = reinterpret_cast<const unsigned char*>(raw.data());
   for (size_t i = 0; i < raw.size();) {
@@ -605,6 +609,23 @@ std::string Gpt2Bpe::decode(const std::vector<int64_t>& ids) const {
     }
   }
   return out;
+}
+
+size_t settled_utf8_prefix(std::string_view bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  size_t i = 0;
+  while (i < n) {
+    const int len = utf8_sequence(p, i, n);
+    if (len > 0) {
+      i += size_t(len);
+      continue;
+    }
+    // a valid lead byte whose continuation bytes run to the end: later bytes may complete it
+    if (i + size_t(-len) >= n && p[i] >= 0xC2 && p[i] <= 0xF4) break;
+    i += size_t(-len);  // invalid whatever follows: U+FFFD
+  }
+  return i;
 }
 
 }  // namespace dgpt

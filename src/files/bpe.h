@@ -54,6 +54,7 @@ class Gpt2Bpe : public Tokenizer {
   // decode(errors="replace"), and so does an id outside the vocabulary (the padding rows of a
   // model with vocab_size 50304).
   std::string decode(const std::vector<int64_t>& ids) const override;
+  std::string piece(int64_t id) const override;  // token_bytes, or U+FFFD outside the vocabulary
   int64_t vocab_size() const override { return kVocabSize; }
 
   // The pieces GPT-2's pattern cuts valid UTF-8 text into (each is encoded on its own).

@@ -116,14 +116,27 @@ std::vector<int64_t> CharTokenizer::encode(const std::string& text) const {
 
 std::string CharTokenizer::decode(const std::vector<int64_t>& ids) const {
   std::string out;
-  for (int64_t id : ids) {
-    if (id < 0 || id >= vocab_size()) {
-      out += "\xEF\xBF\xBD";  // U+FFFD for ids outside the vocabulary (padding rows of the embedding)
-      continue;
-    }
-    out += utf8_encode(symbols_[size_t(id)]);
-  }
+  for (int64_t id : ids) out += piece(id);
   return out;
+}
+
+std::string CharTokenizer::piece(int64_t id) const {
+  // U+FFFD for ids outside the vocabulary (padding rows of the embedding)
+  return id < 0 || id >= vocab_size() ? std::string("\xEF\xBF\xBD") : utf8_encode(symbols_[size_t(id)]);
+}
+
+std::string TextStream::push(int64_t id) {
+  pending_ += tokenizer_.piece(id);
+  const size_t settled = settled_utf8_prefix(pending_);
+  std::string text = replace_invalid_utf8(std::string_view(pending_).substr(0, settled));
+  pending_.erase(0, settled);
+  return text;
+}
+
+std::string TextStream::finish() {
+  std::string text = replace_invalid_utf8(pending_);
+  pending_.clear();
+  return text;
 }
 
 namespace {

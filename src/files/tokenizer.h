@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dgpt {
@@ -12,7 +13,24 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
   virtual std::vector<int64_t> encode(const std::string& text) const = 0;
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;
+  // The bytes of one id as decode() concatenates them before making the text valid UTF-8: a GPT-2
+  // token may hold part of a character; an id outside the vocabulary gives U+FFFD.
+  virtual std::string piece(int64_t id) const = 0;
   virtual int64_t vocab_size() const = 0;
+};
+
+// The text of a growing sequence of ids, as it grows (`dgpt sample` streams with it): push() returns
+// the text no later id can change (never the first bytes of a character whose other bytes are in
+// later tokens), finish() the rest. Together they are decode() of every id pushed.
+class TextStream {
+ public:
+  explicit TextStream(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  std::string push(int64_t id);
+  std::string finish();
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::string pending_;  // bytes not yet returned: at most a character's first 3
 };
 
 // Character-level vocabulary (nanoGPT's shakespeare_char): the sorted distinct code points of a text.
@@ -25,6 +43,7 @@ class CharTokenizer : public Tokenizer {
 
   std::vector<int64_t> encode(const std::string& text) const override;
   std::string decode(const std::vector<int64_t>& ids) const override;
+  std::string piece(int64_t id) const override;
   int64_t vocab_size() const override { return int64_t(symbols_.size()); }
 
  private:
@@ -42,5 +61,11 @@ int64_t dataset_vocab_size(const std::string& data_dir);
 // UTF-8 helpers (throw UserError on invalid input).
 std::vector<char32_t> utf8_decode(const std::string& s);
 std::string utf8_encode(char32_t cp);
+// Bytes made valid UTF-8: each maximal invalid subsequence becomes U+FFFD, as Python's
+// decode(errors="replace") (and so tiktoken's decode) does.
+std::string replace_invalid_utf8(std::string_view bytes);
+// The length of the longest prefix of `bytes` whose replace_invalid_utf8 no further bytes can
+// change: all of it but a trailing incomplete character.
+size_t settled_utf8_prefix(std::string_view bytes);
 
 }  // namespace dgpt

@@ -36,13 +36,18 @@ class DenseBlock : public BlockImpl {
     mlp_proj_ = linear("mlp_c_proj", 4 * C, C);
   }
 
-  void forward(ResidualStream& stream) override {
+  void forward(ResidualStream& stream, LayerKVCache* cache) override {
     const auto& x = stream.replicated();
     const int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = args_.n_head;
     auto qkv = c_attn_(layer_norm(x, ln_1_w_, ln_1_b_)).split(C, 2);
     auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, C / H}).transpose(1, 2); };
-    auto y = compat::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), args_.dropout,
-                                      is_training());
+    torch::Tensor y;
+    if (cache) {  // the keys and values of every position so far: [B, H, P+T, C/H]
+      auto [k, v] = cache->append(heads(qkv[1]), heads(qkv[2]));
+      y = compat::attention_after_prefix(heads(qkv[0]), k, v, args_.dropout, is_training());
+    } else {
+      y = compat::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), args_.dropout, is_training());
+    }
     y = y.transpose(1, 2).contiguous().view({B, T, C});
     auto h = x + maybe_dropout(attn_proj_(y), args_.dropout, is_training());
     auto m = mlp_proj_(compat::gelu(c_fc_(layer_norm(h, ln_2_w_, ln_2_b_))));

@@ -78,15 +78,28 @@ GPTImpl::GPTImpl(const ModelArgs& args, std::shared_ptr<TensorParallelGroup> gro
   }
 }
 
-ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targets) {
-  const int64_t T = idx.size(1);
-  if (T > args_.block_size)
+ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targets, KVCache* cache) {
+  TORCH_CHECK(idx.dim() == 2 && idx.size(1) > 0, "GPT forward: idx must be [B, T] with T >= 1, got ", idx.sizes());
+  const int64_t T = idx.size(1), P = cache ? cache->length() : 0;
+  if (P + T > args_.block_size) {
+    if (cache)
+      throw UserError("cannot extend a KV cache of " + std::to_string(P) + " positions by " + std::to_string(T) +
+                      ": block_size is " + std::to_string(args_.block_size) + " (clear the cache and prefill the last " +
+                      std::to_string(args_.block_size) + " tokens)");
     throw UserError("cannot forward a sequence of length " + std::to_string(T) +
                     ": block_size is " + std::to_string(args_.block_size));
-  auto pos = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
+  }
+  auto pos = torch::arange(P, P + T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
   auto x = maybe_dropout(torch::embedding(wte_, idx) + torch::embedding(wpe_, pos), args_.dropout, is_training());
   ResidualStream stream(x, *group_, args_.parallel_merge == "mean");
-  for (auto& block : blocks_) block->forward(stream);
+  if (cache) cache->reserve(args_.n_layer, args_.block_size);
+  try {
+    for (size_t l = 0; l < blocks_.size(); ++l) blocks_[l]->forward(stream, cache ? &cache->layer(l) : nullptr);
+  } catch (...) {
+    if (cache) cache->clear();  // some layers were extended and some not
+    throw;
+  }
+  if (cache) cache->length_ += T;
   x = layer_norm(stream.replicated(), ln_f_weight_, ln_f_bias_);
   ModelOutput out;
   if (targets.defined()) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "comm/tensor_parallel.h"
+#include "model/kv_cache.h"
 #include "model/layout.h"
 #include "model/model_args.h"
 
@@ -29,7 +30,12 @@ class GPTImpl : public torch::nn::Module {
  public:
   GPTImpl(const ModelArgs& args, std::shared_ptr<TensorParallelGroup> group);
 
-  ModelOutput forward(const torch::Tensor& idx, const torch::Tensor& targets = {});
+  // idx: [B, T] token ids. Without a cache they are positions [0, T); with one (generation, SPEC §6)
+  // they are positions [P, P+T) after the P = cache->length() cached ones, every layer attends over
+  // all P+T, and the cache grows by T. Positions beyond block_size are a UserError that leaves the
+  // cache as it was (a caller that generates further clears it and prefills the last block_size
+  // tokens again); a failure inside the layers (a collective, say) leaves it empty.
+  ModelOutput forward(const torch::Tensor& idx, const torch::Tensor& targets = {}, KVCache* cache = nullptr);
 
   // Every trainable tensor once (the tied lm_head is wte), with its dense name and layout.
   std::vector<ParamSlot> param_slots();

@@ -57,78 +57,6 @@ struct Row {
   int64_t devices() const { return args.dense() ? 1 : args.tp_size; }
 };
 
-// The rows to run: the config's pattern, or each ';'-separated item of --compare ("dense" or "gpt"
-// is the dense model, anything else a Python list for block_types).
-std::vector<Row> rows_for(const TrainConfig& cfg, const BenchOptions& opt, int64_t vocab) {
-  std::vector<Row> rows;
-  auto row_for = [&](const std::string& label, const std::string& model_type, std::vector<std::string> types) {
-    TrainConfig c = cfg;
-    c.model_type = model_type;
-    c.block_types = std::move(types);
-    if (c.dense()) c.tp_size = 1;
-    validate(c, known_block_types());
-    return Row{label, model_args_from(c, vocab)};
-  };
-  if (opt.compare.empty()) {
-    rows.push_back(Row{cfg.dense() ? "dense" : PyValue::from(cfg.resolved_block_types()).repr(),
-                       model_args_from(cfg, vocab)});
-  } else {
-    std::stringstream ss(opt.compare);
-    for (std::string item; std::getline(ss, item, ';');) {
-      item = trim(item);
-      if (item.empty()) continue;
-      if (item == "dense" || item == "gpt") {
-        rows.push_back(row_for("dense", ModelArgs::kDenseModelType, {}));
-        continue;
-      }
-      const PyValue v = parse_py_literal(item);
-      std::vector<std::string> types;
-      bool ok = v.is_list();
-      if (ok)
-        for (auto& t : std::get<PyValue::List>(v.v)) {
-          ok = ok && t.is_str();
-          if (t.is_str()) types.push_back(std::get<std::string>(t.v));
-        }
-      if (!ok) throw UserError("--compare item " + item + " is not a list of block types (or 'dense')");
-      rows.push_back(row_for(item, ModelArgs::kShardedModelType, types));
-    }
-    const bool has_dense = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.args.dense(); });
-    if (!has_dense) rows.push_back(row_for("dense", ModelArgs::kDenseModelType, {}));
-  }
-  if (!opt.project.empty()) {  // projections compare against all-tp: make sure it is measured
-    const bool has_baseline =
-        std::any_of(rows.begin(), rows.end(), [](const Row& r) { return is_baseline_pattern(r.args); });
-    if (!has_baseline && cfg.tp_size > 1)
-      rows.push_back(row_for(fmt::format("['{}']*{}", baseline_block_type(), cfg.n_layer), ModelArgs::kShardedModelType,
-                             std::vector<std::string>(size_t(cfg.n_layer), baseline_block_type())));
-  }
-  return rows;
-}
-
-// Which solo ranks to time: "0", "all", "0,3".
-std::vector<int64_t> solo_ranks(const std::string& spec, int64_t tp_size) {
-  std::vector<int64_t> ranks;
-  if (spec == "all") {
-    for (int64_t r = 0; r < tp_size; ++r) ranks.push_back(r);
-    return ranks;
-  }
-  std::stringstream ss(spec);
-  for (std::string item; std::getline(ss, item, ',');) {
-    item = trim(item);
-    int64_t r = -1;
-    try {
-      size_t used = 0;
-      r = std::stoll(item, &used);
-      if (used != item.size()) r = -1;
-    } catch (const std::exception&) {
-    }
-    if (r < 0) throw UserError("--ranks=" + spec + ": expected 'all' or rank numbers such as 0,3");
-    if (r < tp_size) ranks.push_back(r);  // a rank a row does not have (dense: only 0) is skipped
-  }
-  if (ranks.empty()) ranks.push_back(0);
-  return ranks;
-}
-
 // nanoGPT's estimate_mfu: 6N + 12·L·H·Q·T FLOPs per token for forward and backward.
 double flops_per_step(GPT& model, const TrainConfig& cfg) {
   const auto& a = model->args();
@@ -241,6 +169,75 @@ std::string mem_str(int64_t bytes) { return bytes < 0 ? "n/a" : human_bytes(doub
 
 }  // namespace
 
+std::vector<BenchPattern> bench_patterns(const TrainConfig& cfg, const BenchOptions& opt, int64_t vocab) {
+  std::vector<BenchPattern> rows;
+  auto row_for = [&](const std::string& label, const std::string& model_type, std::vector<std::string> types) {
+    TrainConfig c = cfg;
+    c.model_type = model_type;
+    c.block_types = std::move(types);
+    if (c.dense()) c.tp_size = 1;
+    validate(c, known_block_types());
+    return BenchPattern{label, model_args_from(c, vocab)};
+  };
+  if (opt.compare.empty()) {
+    rows.push_back(BenchPattern{cfg.dense() ? "dense" : PyValue::from(cfg.resolved_block_types()).repr(),
+                       model_args_from(cfg, vocab)});
+  } else {
+    std::stringstream ss(opt.compare);
+    for (std::string item; std::getline(ss, item, ';');) {
+      item = trim(item);
+      if (item.empty()) continue;
+      if (item == "dense" || item == "gpt") {
+        rows.push_back(row_for("dense", ModelArgs::kDenseModelType, {}));
+        continue;
+      }
+      const PyValue v = parse_py_literal(item);
+      std::vector<std::string> types;
+      bool ok = v.is_list();
+      if (ok)
+        for (auto& t : std::get<PyValue::List>(v.v)) {
+          ok = ok && t.is_str();
+          if (t.is_str()) types.push_back(std::get<std::string>(t.v));
+        }
+      if (!ok) throw UserError("--compare item " + item + " is not a list of block types (or 'dense')");
+      rows.push_back(row_for(item, ModelArgs::kShardedModelType, types));
+    }
+    const bool has_dense = std::any_of(rows.begin(), rows.end(), [](const BenchPattern& r) { return r.args.dense(); });
+    if (!has_dense) rows.push_back(row_for("dense", ModelArgs::kDenseModelType, {}));
+  }
+  if (!opt.project.empty()) {  // projections compare against all-tp: make sure it is measured
+    const bool has_baseline =
+        std::any_of(rows.begin(), rows.end(), [](const BenchPattern& r) { return is_baseline_pattern(r.args); });
+    if (!has_baseline && cfg.tp_size > 1)
+      rows.push_back(row_for(fmt::format("['{}']*{}", baseline_block_type(), cfg.n_layer), ModelArgs::kShardedModelType,
+                             std::vector<std::string>(size_t(cfg.n_layer), baseline_block_type())));
+  }
+  return rows;
+}
+
+std::vector<int64_t> solo_ranks(const std::string& spec, int64_t tp_size) {
+  std::vector<int64_t> ranks;
+  if (spec == "all") {
+    for (int64_t r = 0; r < tp_size; ++r) ranks.push_back(r);
+    return ranks;
+  }
+  std::stringstream ss(spec);
+  for (std::string item; std::getline(ss, item, ',');) {
+    item = trim(item);
+    int64_t r = -1;
+    try {
+      size_t used = 0;
+      r = std::stoll(item, &used);
+      if (used != item.size()) r = -1;
+    } catch (const std::exception&) {
+    }
+    if (r < 0) throw UserError("--ranks=" + spec + ": expected 'all' or rank numbers such as 0,3");
+    if (r < tp_size) ranks.push_back(r);  // a rank a row does not have (dense: only 0) is skipped
+  }
+  if (ranks.empty()) ranks.push_back(0);
+  return ranks;
+}
+
 void synchronize_device(torch::Device device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
@@ -291,7 +288,8 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
   std::unique_ptr<Dataset> data;
   if (opt.real_data) data = std::make_unique<Dataset>(Dataset::open(cfg.resolved_data_dir(), cfg.block_size));
   const auto nets = parse_interconnects(opt.project);
-  std::vector<Row> rows = rows_for(cfg, opt, vocab);
+  std::vector<Row> rows;
+  for (auto& p : bench_patterns(cfg, opt, vocab)) rows.push_back(Row{p.label, p.args});
   const bool real = cfg.backend != "sim";
 
   const double peak = opt.peak_flops > 0 ? opt.peak_flops : measure_peak_flops(device, precision);
@@ -547,11 +545,6 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     if (fit) j["alpha_beta_fit"] = fit_json;
     write_bench_json(j, opt.json, main_out, out);
   }
-}
-
-// TEMPORARY until bench_generate.cpp lands
-void bench_generate(const TrainConfig&, const BenchOptions&, std::ostream&, std::ostream&) {
-  throw UserError("--mode=generate is not built yet");
 }
 
 }  // namespace dgpt

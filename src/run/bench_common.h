@@ -6,10 +6,23 @@
 #include <iosfwd>
 #include <string>
 
+#include "model/model_args.h"
 #include "model/precision.h"
 #include "run/bench.h"
 
 namespace dgpt {
+
+// One pattern to time: a label and its model.
+struct BenchPattern {
+  std::string label;
+  ModelArgs args;
+};
+// The config's pattern, or each ';'-separated item of --compare ("dense" is the dense model, anything
+// else a Python list for block_types); the dense model is added to a comparison, and the all-tp
+// baseline when projections need it.
+std::vector<BenchPattern> bench_patterns(const TrainConfig& cfg, const BenchOptions& opt, int64_t vocab);
+// Which solo ranks to time: "0", "all", "0,3" (ranks a model does not have are skipped).
+std::vector<int64_t> solo_ranks(const std::string& spec, int64_t tp_size);
 
 // Waits for the device's queued work (CUDA); nothing on the CPU.
 void synchronize_device(torch::Device device);

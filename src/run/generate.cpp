@@ -3,12 +3,17 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <ostream>
 #include <sstream>
 
+#include "base/clock.h"
 #include "blocks/block.h"
 #include "files/data.h"
+#include "model/kv_cache.h"
 #include "model/precision.h"
+#include "run/process_mesh.h"
 #include "run/run_settings.h"
 #include "files/tokenizer.h"
 
@@ -27,37 +32,70 @@ std::string checkpoint_data_dir(const Checkpoint& ckpt) {
   return dir.empty() ? "data/" + config_string(ckpt, "dataset", "openwebtext") : dir;
 }
 
-// nanoGPT's GPT.generate: crop the context to block_size, scale the last logits by 1/temperature,
-// keep the top_k, sample. A temperature of 0 picks the most likely token.
-std::vector<int64_t> generate(GPT& model, std::vector<int64_t> ids, int64_t max_new_tokens, double temperature,
-                              int64_t top_k, torch::Device device, const Precision& precision) {
+}  // namespace
+
+// nanoGPT's sampling: scale the logits [1, V] by 1/temperature, keep the top_k, then (nucleus
+// sampling) the smallest set of most likely tokens whose probabilities reach top_p (the most likely
+// one always stays), and draw from the softmax of what is left. Temperature 0 picks the most likely
+// token. top_p = 1 is skipped altogether, so it changes nothing, not even the rounding.
+int64_t next_token(torch::Tensor logits, const SamplingOptions& opt) {
+  if (opt.temperature <= 0) return logits.argmax(-1).item<int64_t>();
+  const float minus_inf = -std::numeric_limits<float>::infinity();
+  logits = logits / opt.temperature;
+  if (opt.top_k > 0) {
+    auto kth = std::get<0>(logits.topk(std::min(opt.top_k, logits.size(-1)))).select(-1, -1).unsqueeze(-1);
+    logits = logits.masked_fill(logits < kth, minus_inf);
+  }
+  if (opt.top_p < 1.0) {
+    auto [sorted, order] = logits.sort(-1, /*descending=*/true);  // [1, V] each
+    auto probs = torch::softmax(sorted, -1);
+    // a token goes when the more likely ones before it already hold top_p
+    auto drop_sorted = (probs.cumsum(-1) - probs) >= opt.top_p;
+    auto drop = torch::zeros_like(drop_sorted).scatter(-1, order, drop_sorted);
+    logits = logits.masked_fill(drop, minus_inf);
+  }
+  return torch::multinomial(torch::softmax(logits, -1), 1).item<int64_t>();
+}
+
+// nanoGPT's GPT.generate with a KV cache (SPEC §6): the prompt's last block_size tokens are
+// prefilled, then every new token is one decode step over the cache. nanoGPT crops the context to
+// the last block_size tokens; so does this: when the sequence would outgrow block_size, the cache
+// is cleared and the last block_size tokens are prefilled again. Every token thus sees exactly
+// nanoGPT's context (and the logits of recomputing it); past block_size each token costs a prefill
+// of block_size positions, as it does without a cache. Calls on_token after each new token.
+std::vector<int64_t> generate(GPT& model, std::vector<int64_t> ids, int64_t max_new_tokens,
+                              const SamplingOptions& opt, torch::Device device, const Precision& precision,
+                              const std::function<void(int64_t)>& on_token) {
+  if (max_new_tokens == 0) return ids;
   torch::NoGradGuard no_grad;
   AutocastScope autocast(precision);
   const int64_t block_size = model->args().block_size;
+  KVCache cache;
+  // The tokens ids[first, end) after the cached ones -> the logits of the last, [1, V] in float32.
+  auto extend = [&](size_t first) {
+    auto idx = torch::tensor(std::vector<int64_t>(ids.begin() + int64_t(first), ids.end()), torch::kLong)
+                   .view({1, -1})
+                   .to(device);
+    return model->forward(idx, {}, &cache).logits.select(1, 0).to(torch::kFloat);
+  };
+  auto prefill = [&] {
+    cache.clear();
+    return extend(size_t(std::max<int64_t>(0, int64_t(ids.size()) - block_size)));
+  };
+  auto logits = prefill();
   for (int64_t n = 0; n < max_new_tokens; ++n) {
-    const int64_t start = std::max<int64_t>(0, int64_t(ids.size()) - block_size);
-    auto idx = torch::tensor(std::vector<int64_t>(ids.begin() + start, ids.end()), torch::kLong).view({1, -1}).to(device);
-    auto logits = model->forward(idx).logits.select(1, 0).to(torch::kFloat);  // [1, V]
-    int64_t next;
-    if (temperature <= 0) {
-      next = logits.argmax(-1).item<int64_t>();
-    } else {
-      logits = logits / temperature;
-      if (top_k > 0) {
-        auto kth = std::get<0>(logits.topk(std::min(top_k, logits.size(-1)))).select(-1, -1).unsqueeze(-1);
-        logits = logits.masked_fill(logits < kth, -std::numeric_limits<float>::infinity());
-      }
-      next = torch::multinomial(torch::softmax(logits, -1), 1).item<int64_t>();
-    }
-    ids.push_back(next);
+    ids.push_back(next_token(logits, opt));
+    if (on_token) on_token(ids.back());
+    if (n + 1 < max_new_tokens) logits = cache.length() < block_size ? extend(ids.size() - 1) : prefill();
   }
   return ids;
 }
 
-}  // namespace
+namespace {
 
-GPT model_from_checkpoint(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
-                          torch::Device device, torch::Dtype dtype) {
+// The model a checkpoint describes for inference, optionally at another tp_size or as the dense
+// 'gpt' (both only when every block computes the same function at every tp_size).
+ModelArgs inference_model_args(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type) {
   ModelArgs args = ckpt.model_args;
   const bool retargeted = (tp_size > 0 && tp_size != args.tp_size) || (!model_type.empty() && model_type != args.model_type);
   if (retargeted && !same_function_at_every_tp_size(args))
@@ -79,21 +117,93 @@ GPT model_from_checkpoint(const Checkpoint& ckpt, int64_t tp_size, const std::st
     args.tp_size = tp_size;
   }
   args.dropout = 0.0;
-  GPT model(args, std::make_shared<SimulatedGroup>(args.tp_size));  // inference runs in one process
+  return args;
+}
+
+GPT inference_model(const Checkpoint& ckpt, const ModelArgs& args, std::shared_ptr<TensorParallelGroup> group,
+                    torch::Device device, torch::Dtype dtype) {
+  GPT model(args, std::move(group));
   model->load_dense_state(ckpt.model);
   model->to(device, dtype);
   model->eval();
   return model;
 }
 
-void sample(const SampleConfig& cfg, std::ostream& out, std::ostream& notices) {
+// The keys make_process_mesh reads, from a sample config: the mesh of a real run, and what its
+// ranks compare at rendezvous. Sampling has no micro-steps: any number of replicas divides these.
+TrainConfig mesh_config(const SampleConfig& cfg, const ModelArgs& args, const LaunchEnv& env) {
+  TrainConfig t;
+  t.out_dir = cfg.out_dir;
+  t.init_from = cfg.init_from;
+  t.seed = cfg.seed;
+  t.device = cfg.device;
+  t.device_was_set = cfg.device_was_set;
+  t.dtype = cfg.dtype;
+  t.backend = cfg.backend;
+  t.tp_procs = cfg.tp_procs;
+  t.comm_timeout = cfg.comm_timeout;
+  t.model_type = args.model_type;
+  t.tp_size = args.tp_size;
+  t.n_layer = args.n_layer;
+  t.n_head = args.n_head;
+  t.n_embd = args.n_embd;
+  t.block_size = args.block_size;
+  t.bias = args.bias;
+  t.block_types = args.block_types;
+  t.parallel_merge = args.parallel_merge;
+  t.gradient_accumulation_steps = env.world;
+  return t;
+}
+
+// FNV-1a of the effective sample config, compared across the ranks of a real run (the mesh compares
+// only the keys it knows).
+int64_t sample_config_hash(const SampleConfig& cfg) {
+  uint64_t h = 1469598103934665603ull;
+  for (auto& [key, value] : config_items(cfg))
+    for (char c : key + "=" + value.repr() + ";") {
+      h ^= uint8_t(c);
+      h *= 1099511628211ull;
+    }
+  return int64_t(h >> 1);
+}
+
+// Every rank of the tensor-parallel group holds the same `values` (int64), or a UserError says who differs.
+void check_ranks_agree(Collectives& tp, const std::vector<int64_t>& values, int64_t rank, const std::string& what) {
+  if (tp.size() == 1 || values.empty()) return;
+  auto mine = torch::tensor(values, torch::kLong);
+  auto all = tp.all_gather(mine, what);  // [W, n]
+  for (int64_t r = 0; r < tp.size(); ++r)
+    if (!torch::equal(all[r], mine))
+      throw UserError(fmt::format("rank {}: {} differs on rank {} of the tensor-parallel group", rank, what, r));
+}
+
+}  // namespace
+
+GPT model_from_checkpoint(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
+                          torch::Device device, torch::Dtype dtype) {
+  const ModelArgs args = inference_model_args(ckpt, tp_size, model_type);
+  return inference_model(ckpt, args, std::make_shared<SimulatedGroup>(args.tp_size), device, dtype);
+}
+
+void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_notices) {
+  validate(cfg);
   if (cfg.init_from != "resume")
     throw UserError("init_from='" + cfg.init_from + "': only 'resume' (a checkpoint in out_dir) is supported; "
                     "OpenAI GPT-2 weights cannot be loaded");
-  const torch::Device device = resolve_device(cfg.device, cfg.device_was_set, notices);
-  const Precision precision = resolve_precision(cfg.dtype, device, notices);
+  const LaunchEnv launch_env = read_launch_env();
   const Checkpoint ckpt = load_checkpoint(cfg.out_dir + "/ckpt.pt");
-  GPT model = model_from_checkpoint(ckpt, cfg.tp_size, cfg.model_type, device, precision.param_dtype);
+  const ModelArgs args = inference_model_args(ckpt, cfg.tp_size, cfg.model_type);
+  // A real run (backend gloo or nccl): this process holds L = tp_size / W shards; only rank 0 prints.
+  const TrainConfig mesh_cfg = mesh_config(cfg, args, launch_env);
+  const ProcessMesh mesh = make_process_mesh(mesh_cfg, launch_env, main_notices);
+  RankStreams streams(mesh.is_main(), main_out, main_notices);
+  std::ostream& out = streams.out;
+  std::ostream& notices = streams.notices;
+  check_ranks_agree(*mesh.tp_group, {sample_config_hash(cfg)}, mesh.rank, "the sample config");
+  const torch::Device device =
+      device_for_rank(resolve_device(cfg.device, cfg.device_was_set, notices), mesh_cfg, launch_env);
+  const Precision precision = resolve_precision(cfg.dtype, device, notices);
+  GPT model = inference_model(ckpt, args, tensor_parallel_group(args, mesh_cfg, mesh), device, precision.param_dtype);
   const auto tokenizer = load_tokenizer(checkpoint_data_dir(ckpt));
 
   std::string start = cfg.start;
@@ -107,16 +217,35 @@ void sample(const SampleConfig& cfg, std::ostream& out, std::ostream& notices) {
   const auto start_ids = tokenizer->encode(start);
   if (start_ids.empty()) throw UserError("start is empty: give at least one token (nanoGPT's default is \"\\n\")");
 
+  // Every rank draws from the same generator and the same logits (everything after g is
+  // replicated), hence the same tokens; each sample checks that they agree.
   torch::manual_seed(uint64_t(cfg.seed));
+  const SamplingOptions opt{cfg.temperature, cfg.top_k, cfg.top_p};
   const CommTally before = model->group().tally();
+  const auto t0 = Clock::now();
   for (int64_t k = 0; k < cfg.num_samples; ++k) {
-    const auto ids = generate(model, start_ids, cfg.max_new_tokens, cfg.temperature, cfg.top_k, device, precision);
-    out << tokenizer->decode(ids) << "\n---------------\n" << std::flush;
+    // Streamed: each token's text is printed as soon as it is complete (a GPT-2 token may end
+    // inside a multi-byte character: its bytes wait for the token that completes it).
+    TextStream text(*tokenizer);
+    for (int64_t id : start_ids) out << text.push(id);
+    out << std::flush;
+    const auto ids = generate(model, start_ids, cfg.max_new_tokens, opt, device, precision,
+                              [&](int64_t id) { out << text.push(id) << std::flush; });
+    out << text.finish() << "\n---------------\n" << std::flush;
+    check_ranks_agree(*mesh.tp_group, std::vector<int64_t>(ids.begin() + int64_t(start_ids.size()), ids.end()),
+                      mesh.rank, fmt::format("the tokens of sample {}", k + 1));
   }
+  const double seconds = seconds_since(t0);
   const CommTally used = model->group().tally() - before;
-  notices << fmt::format("sampling: {} forward all-reduces, {} (tp_size {}, SPEC §3)\n",
-                         used.count_of(CommKind::ForwardAllReduce), human_bytes(double(used.total_bytes())),
+  const int64_t new_tokens = cfg.num_samples * cfg.max_new_tokens;
+  const std::string comm_time =
+      cfg.backend == "sim" ? "" : fmt::format(" in {:.2f}ms", used.total_seconds() * 1e3);
+  notices << fmt::format("sampling: {} forward all-reduces, {}{} (tp_size {}, SPEC §3)\n",
+                         used.count_of(CommKind::ForwardAllReduce), human_bytes(double(used.total_bytes())), comm_time,
                          model->args().tp_size);
+  notices << fmt::format("sampling: {} new tokens in {:.2f}s, {:.1f} tokens/s (KV cache, batch 1)\n", new_tokens,
+                         seconds, seconds > 0 ? double(new_tokens) / seconds : 0.0)
+          << std::flush;
 }
 
 double evaluate_tokens(const EvalOptions& opt, std::ostream& out, std::ostream& notices) {

@@ -1,11 +1,14 @@
 // Inference from checkpoints: `dgpt sample` (nanoGPT's sample.py) and `dgpt eval`.
 #pragma once
+#include <functional>
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "files/checkpoint.h"
 #include "config/config.h"
 #include "model/model.h"
+#include "model/precision.h"
 
 namespace dgpt {
 
@@ -14,6 +17,26 @@ namespace dgpt {
 GPT model_from_checkpoint(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
                           torch::Device device, torch::Dtype dtype);
 
+// How the next token is drawn from the last position's logits.
+struct SamplingOptions {
+  double temperature = 0.8;  // 0: greedy
+  int64_t top_k = 0;         // 0: every token
+  double top_p = 1.0;        // 1: every token
+};
+
+// The next token from the last position's logits [1, V] (float32). Draws from torch's default generator.
+int64_t next_token(torch::Tensor logits, const SamplingOptions& opt);
+
+// nanoGPT's GPT.generate with a KV cache (SPEC §6): `ids` plus max_new_tokens new tokens, on_token
+// called after each. The context of every token is nanoGPT's: the last block_size tokens.
+std::vector<int64_t> generate(GPT& model, std::vector<int64_t> ids, int64_t max_new_tokens,
+                              const SamplingOptions& opt, torch::Device device, const Precision& precision,
+                              const std::function<void(int64_t)>& on_token = {});
+
+// nanoGPT's sample.py: num_samples samples of max_new_tokens tokens after `start`, streamed to `out`
+// as they are generated; the all-reduces and tokens/s on `notices`. With backend 'gloo' or 'nccl'
+// under `dgpt launch` (or torchrun) each process holds its share of the shards; every rank draws
+// the same tokens (checked), and rank 0 prints.
 void sample(const SampleConfig& cfg, std::ostream& out, std::ostream& notices);
 
 struct EvalOptions {
