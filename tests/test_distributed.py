@@ -140,9 +140,17 @@ def suite_data_parallel():
     # dp = 2 x W = 2: each replica takes one of the two micro-batches of every step
     compare("dp2_W2", args, args, 4)
     e = events("dp2_W2_real")[-1]
-    check(e["data_parallel_grad"] == 1 and e["forward_allreduce"] == 5, f"dp counts {e}")
+    check(e["data_parallel_grad"] == 1 and e["forward_allreduce"] == 5 and e["loss_average"] == 1, f"dp counts {e}")
     # dp = 2 with the whole model in each process (W = 1): pure data parallelism
     compare("dp2_W1", args, [*args, "--tp_procs=1"], 2)
+    # A process group of one tallies what the simulated group does (a real run with W > 1 would send it), and
+    # the loss average for the log line is counted under its own name: no hidden traffic.
+    e1, e2 = events("dp2_W1_real")[-1], events("dp2_W2_real")[-1]
+    for kind in ["forward_allreduce", "backward_allreduce", "replicated_grad_sync", "grad_norm_allreduce",
+                 "data_parallel_grad", "loss_average"]:
+        check(e1[kind] == e2[kind] and e1[kind + "_bytes"] == e2[kind + "_bytes"] or kind == "data_parallel_grad",
+              f"W = 1 vs W = 2: {kind} {e1[kind]} / {e2[kind]}")
+    check(e1["loss_average"] == 1 and e1["data_parallel_grad"] == 1, f"W = 1 counts {e1}")
 
 
 def suite_resume():

@@ -17,7 +17,7 @@ namespace dgpt {
   X(double, dropout, 0.0, Plain, "dropout probability, in [0, 1)") \
   X(bool, bias, false, Plain, "biases in Linear and LayerNorm layers") \
   X(int64_t, tp_size, 1, Plain, "tensor-parallel shards per block") \
-  X(std::vector<std::string>, block_types, {}, NoneAllowed, "one of 'tp', 'spd', 'parallel' per layer; None = all 'tp'") \
+  X(std::vector<std::string>, block_types, {}, NoneAllowed, "one block type per layer (an unknown one is an error listing the known ones); None = all 'tp'") \
   X(std::string, parallel_merge, "sum", Plain, "how a run of parallel blocks merges: 'sum' or 'mean'")
 
 struct ModelArgs {

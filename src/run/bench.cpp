@@ -376,13 +376,13 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
                        human_bytes(double(r.rank_comm.total_bytes())), mem_str(r.peak_memory_bytes));
   }
   out << fmt::format(
-      "({}: {}. T_rank: per-rank compute of an N-device run, a solo rank's step (rank {} of N alone, nothing "
-      "sent; the slowest timed rank); x dense: T_rank against the dense model on one device. rank tok/s and MFU: "
+      "({}: {}. T_rank: per-rank compute of an N-device run, a solo rank's step (rank r of N run alone, nothing "
+      "sent; ranks timed: {}, the slowest counts); x dense: T_rank against the dense model on one device. rank tok/s and MFU: "
       "the N-device run without communication, MFU = model FLOPs / (N * T_rank * peak). Collectives: what a real "
       "rank sends per step. precision: {}; peak mem: {})\n",
       step_head,
       real ? "this rank's measured step of the real run" : "the simulated step, all N shards on this one device",
-      real ? "r, timed by rank r itself" : opt.ranks, precision.describe(),
+      real ? "each rank its own" : opt.ranks, precision.describe(),
       device.is_cuda() ? "the most bytes tensors held on the GPU in a row's step" : "tracked on CUDA only");
   if (!real) {
     bool any_ranks = false;
