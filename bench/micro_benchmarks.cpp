@@ -25,7 +25,6 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -39,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "comm/collectives.h"
 #include "blocks/block.h"
 #include "base/clock.h"
 #include "comm/tensor_parallel.h"
@@ -153,20 +153,15 @@ constexpr const char* kPeerEnv = "DGPT_BENCH_GLOO_PEER";
 constexpr int kWarmups = 3;  // untimed all-reduces of each size before the timed ones
 const std::chrono::seconds kGlooTimeout(300);
 
-c10::intrusive_ptr<c10d::ProcessGroupGloo> make_gloo(const c10::intrusive_ptr<c10d::Store>& store, int rank) {
-  auto options = c10d::ProcessGroupGloo::Options::create(kGlooTimeout);
-  options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-  options->threads = 1;
-  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, 2, options);
+// The same Gloo process group a real run uses (comm/collectives.h), between the two processes.
+std::shared_ptr<dgpt::Collectives> make_gloo(const c10::intrusive_ptr<c10d::Store>& store, int rank) {
+  return dgpt::make_gloo_collectives(store, rank, 2, std::chrono::milliseconds(kGlooTimeout), "127.0.0.1", rank);
 }
 
-void all_reduce(c10d::ProcessGroupGloo& pg, torch::Tensor& t) {
-  std::vector<torch::Tensor> tensors{t};
-  pg.allreduce(tensors)->wait();
-}
+void all_reduce(dgpt::Collectives& pg, torch::Tensor& t) { pg.all_reduce_sum_(t, "micro-benchmark all-reduce"); }
 
 // Rank 0 announces {float elements, all-reduces} (the peer adds zeros); {0, 0} ends the peer.
-void announce(c10d::ProcessGroupGloo& pg, int64_t elements, int64_t count) {
+void announce(dgpt::Collectives& pg, int64_t elements, int64_t count) {
   auto header = torch::tensor({elements, count}, torch::kLong);
   all_reduce(pg, header);
 }
@@ -199,7 +194,7 @@ int run_gloo_peer(const char* port_str) {
 // The leader's side: started on first use, stopped by stop_gloo_peer() after the run.
 struct GlooLeader {
   c10::intrusive_ptr<c10d::TCPStore> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  std::shared_ptr<dgpt::Collectives> pg;
   pid_t peer = -1;
 };
 std::unique_ptr<GlooLeader> g_gloo;
