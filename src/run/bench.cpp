@@ -75,15 +75,6 @@ CommTally per_step(const CommTally& total, int64_t iters) {
   return t;
 }
 
-// The collectives of a step for a projection: every collective of a kind has the same size.
-std::vector<StepCollective> step_collectives(const CommTally& step) {
-  std::vector<StepCollective> out;
-  for (int k = 0; k < kCommKinds; ++k)
-    if (step.count[size_t(k)] > 0)
-      out.push_back({comm_kind_name(CommKind(k)), step.count[size_t(k)],
-                     double(step.bytes[size_t(k)]) / double(step.count[size_t(k)])});
-  return out;
-}
 
 // All-reduce times over the TP group, size by size, measured as a training step meets them: each
 // one after a burst of compute (the cores busy, as between a step's collectives), not back to back
@@ -236,6 +227,16 @@ std::vector<int64_t> solo_ranks(const std::string& spec, int64_t tp_size) {
   }
   if (ranks.empty()) ranks.push_back(0);
   return ranks;
+}
+
+// The collectives of a step for a projection: every collective of a kind has the same size.
+std::vector<StepCollective> step_collectives(const CommTally& step) {
+  std::vector<StepCollective> out;
+  for (int k = 0; k < kCommKinds; ++k)
+    if (step.count[size_t(k)] > 0)
+      out.push_back({comm_kind_name(CommKind(k)), step.count[size_t(k)],
+                     double(step.bytes[size_t(k)]) / double(step.count[size_t(k)])});
+  return out;
 }
 
 void synchronize_device(torch::Device device) {

@@ -6,6 +6,8 @@
 #include <iosfwd>
 #include <string>
 
+#include "comm/interconnect.h"
+#include "comm/tensor_parallel.h"
 #include "model/model_args.h"
 #include "model/precision.h"
 #include "run/bench.h"
@@ -23,6 +25,9 @@ struct BenchPattern {
 std::vector<BenchPattern> bench_patterns(const TrainConfig& cfg, const BenchOptions& opt, int64_t vocab);
 // Which solo ranks to time: "0", "all", "0,3" (ranks a model does not have are skipped).
 std::vector<int64_t> solo_ranks(const std::string& spec, int64_t tp_size);
+
+// What a tally holds, as a projection's collectives: every collective of a kind has the same size.
+std::vector<StepCollective> step_collectives(const CommTally& tally);
 
 // Waits for the device's queued work (CUDA); nothing on the CPU.
 void synchronize_device(torch::Device device);

@@ -34,14 +34,6 @@ struct GenerateRow {
   int64_t devices() const { return args.dense() ? 1 : args.tp_size; }
 };
 
-std::vector<StepCollective> collectives_of(const CommTally& t) {
-  std::vector<StepCollective> out;
-  for (int k = 0; k < kCommKinds; ++k)
-    if (t.count[size_t(k)] > 0)
-      out.push_back({comm_kind_name(CommKind(k)), t.count[size_t(k)],
-                     double(t.bytes[size_t(k)]) / double(t.count[size_t(k)])});
-  return out;
-}
 
 }  // namespace
 
@@ -145,11 +137,11 @@ void bench_generate(const TrainConfig& cfg, const BenchOptions& opt, std::ostrea
     out << fmt::format("{:<40} {:>3} {:>13} {:>15} {:>12} {:>10} {:>9}\n", "strategy", "N", "prefill ms",
                        "ms/token", "tokens/s", "vs all-tp", "vs dense");
     auto per_token = [&](const GenerateRow& r) {
-      return projected_step_seconds(r.decode_ms / 1e3, collectives_of(r.decode_comm), net, r.devices()) * 1e3;
+      return projected_step_seconds(r.decode_ms / 1e3, step_collectives(r.decode_comm), net, r.devices()) * 1e3;
     };
     for (auto& r : rows) {
       const double prefill =
-          projected_step_seconds(r.prefill_ms / 1e3, collectives_of(r.prefill_comm), net, r.devices()) * 1e3;
+          projected_step_seconds(r.prefill_ms / 1e3, step_collectives(r.prefill_comm), net, r.devices()) * 1e3;
       const double token = per_token(r);
       const double vs_tp = all_tp ? per_token(*all_tp) / token : 0;
       const double vs_dense = dense ? per_token(*dense) / token : 0;
