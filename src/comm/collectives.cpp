@@ -6,19 +6,13 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
-#include <cstdlib>
-
 #include "base/clock.h"
+#include "base/env.h"
 #include "base/errors.h"
 
 namespace dgpt {
 
 namespace {
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 

@@ -442,6 +442,22 @@ SampleConfig load_sample_config(const std::vector<std::string>& config_files,
   return load_config<SampleConfig>(config_files, overrides, notices);
 }
 
+// The keys train and sample share: dtype, backend, tp_procs, comm_timeout.
+template <class Cfg>
+void validate_system_keys(const Cfg& cfg) {
+  if (!one_of(cfg.dtype, {"float32", "bfloat16", "float16", "float64"})) {
+    throw UserError(fmt::format("dtype must be 'float32', 'bfloat16', 'float16' or 'float64', got {}",
+                                str_repr(cfg.dtype)));
+  }
+  if (!one_of(cfg.backend, {"sim", "gloo", "nccl"})) {
+    throw UserError(fmt::format("backend must be 'sim', 'gloo' or 'nccl', got {}", str_repr(cfg.backend)));
+  }
+  if (cfg.tp_procs < 0) throw UserError(fmt::format("tp_procs must be >= 0, got {}", cfg.tp_procs));
+  if (!(cfg.comm_timeout > 0)) {
+    throw UserError(fmt::format("comm_timeout must be positive, got {}", float_repr(cfg.comm_timeout)));
+  }
+}
+
 void validate(const TrainConfig& cfg, const std::vector<std::string>& known_block_types) {
   const std::pair<const char*, int64_t> positive_keys[] = {
       {"n_layer", cfg.n_layer},
@@ -521,17 +537,7 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
     throw UserError(fmt::format("parallel_merge must be 'sum' or 'mean', got {}",
                                 str_repr(cfg.parallel_merge)));
   }
-  if (!one_of(cfg.dtype, {"float32", "bfloat16", "float16", "float64"})) {
-    throw UserError(fmt::format("dtype must be 'float32', 'bfloat16', 'float16' or 'float64', got {}",
-                                str_repr(cfg.dtype)));
-  }
-  if (!one_of(cfg.backend, {"sim", "gloo", "nccl"})) {
-    throw UserError(fmt::format("backend must be 'sim', 'gloo' or 'nccl', got {}", str_repr(cfg.backend)));
-  }
-  if (cfg.tp_procs < 0) throw UserError(fmt::format("tp_procs must be >= 0, got {}", cfg.tp_procs));
-  if (!(cfg.comm_timeout > 0)) {
-    throw UserError(fmt::format("comm_timeout must be positive, got {}", float_repr(cfg.comm_timeout)));
-  }
+  validate_system_keys(cfg);
 
   // Written as !(in range) so that NaN fails too.
   if (!(cfg.dropout >= 0.0 && cfg.dropout < 1.0)) {
@@ -564,17 +570,7 @@ void validate(const SampleConfig& cfg) {
     throw UserError(fmt::format("temperature must be >= 0 (0 is greedy), got {}", float_repr(cfg.temperature)));
   if (!(cfg.top_p > 0.0 && cfg.top_p <= 1.0))
     throw UserError(fmt::format("top_p must be in (0, 1] (1 keeps every token), got {}", float_repr(cfg.top_p)));
-  if (!one_of(cfg.dtype, {"float32", "bfloat16", "float16", "float64"})) {
-    throw UserError(fmt::format("dtype must be 'float32', 'bfloat16', 'float16' or 'float64', got {}",
-                                str_repr(cfg.dtype)));
-  }
-  if (!one_of(cfg.backend, {"sim", "gloo", "nccl"})) {
-    throw UserError(fmt::format("backend must be 'sim', 'gloo' or 'nccl', got {}", str_repr(cfg.backend)));
-  }
-  if (cfg.tp_procs < 0) throw UserError(fmt::format("tp_procs must be >= 0, got {}", cfg.tp_procs));
-  if (!(cfg.comm_timeout > 0)) {
-    throw UserError(fmt::format("comm_timeout must be positive, got {}", float_repr(cfg.comm_timeout)));
-  }
+  validate_system_keys(cfg);
 }
 
 std::vector<std::pair<std::string, PyValue>> config_items(const TrainConfig& cfg) {

@@ -2,11 +2,7 @@
 
 #include <fmt/format.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef DGPT_WITH_NCCL
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -15,16 +11,12 @@
 #include <ostream>
 
 #include "base/clock.h"
+#include "base/env.h"
 #include "base/errors.h"
 
 namespace dgpt {
 
 namespace {
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
 
 int64_t env_int(const char* name, int64_t fallback) {
   const std::string v = env_or(name, "");
