@@ -13,6 +13,23 @@
 
 namespace dgpt::compat {
 
+#if TORCH_VERSION_MAJOR < 2
+// LibTorch 1.13 has no fused attention: the explicit softmax(QK^T/sqrt(d))V of t queries at positions
+// [P, P+t) over n = P+t keys, query i seeing keys 0..P+i (a single query sees every key: no mask).
+inline torch::Tensor explicit_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                               double dropout_p, bool training) {
+  const int64_t t = q.size(-2), n = k.size(-2), past = n - t;
+  auto att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(q.size(-1))));
+  if (t > 1) {
+    auto mask = torch::ones({t, n}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(past + 1);
+    att = att.masked_fill(mask, -std::numeric_limits<double>::infinity());
+  }
+  att = torch::softmax(att, -1);
+  if (training && dropout_p > 0) att = torch::dropout(att, dropout_p, true);
+  return torch::matmul(att, v);
+}
+#endif
+
 // Causal scaled-dot-product attention over [batch, heads, T, head_dim].
 // LibTorch >= 2.0 has a fused kernel; 1.13 gets the explicit softmax(QK^T/sqrt(d))V.
 inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
@@ -21,14 +38,7 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, training ? dropout_p : 0.0,
                                           /*is_causal=*/true);
 #else
-  const int64_t T = q.size(-2);
-  auto att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(q.size(-1))));
-  auto mask = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(q.device()))
-                  .triu(1);
-  att = att.masked_fill(mask, -std::numeric_limits<double>::infinity());
-  att = torch::softmax(att, -1);
-  if (training && dropout_p > 0) att = torch::dropout(att, dropout_p, true);
-  return torch::matmul(att, v);
+  return explicit_causal_attention(q, k, v, dropout_p, training);
 #endif
 }
 
@@ -49,14 +59,7 @@ inline torch::Tensor attention_after_prefix(const torch::Tensor& q, const torch:
   if (t > 1) allowed = torch::ones({t, n}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).tril(past);
   return at::scaled_dot_product_attention(q, k, v, allowed, training ? dropout_p : 0.0, /*is_causal=*/false);
 #else
-  auto att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(q.size(-1))));
-  if (t > 1) {
-    auto mask = torch::ones({t, n}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(past + 1);
-    att = att.masked_fill(mask, -std::numeric_limits<double>::infinity());
-  }
-  att = torch::softmax(att, -1);
-  if (training && dropout_p > 0) att = torch::dropout(att, dropout_p, true);
-  return torch::matmul(att, v);
+  return explicit_causal_attention(q, k, v, dropout_p, training);
 #endif
 }
 

@@ -14,8 +14,6 @@ namespace dgpt {
 
 namespace {
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
 // c10d's collectives over one process group (ProcessGroupGloo, or ProcessGroupNCCL where LibTorch
 // has CUDA): the same calls in LibTorch 1.13, where they derive from ProcessGroup, and 2.x, where
 // they derive from Backend.

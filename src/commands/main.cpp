@@ -183,9 +183,6 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-// The first line of a torch error, without its C++ backtrace.
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -442,6 +442,8 @@ SampleConfig load_sample_config(const std::vector<std::string>& config_files,
   return load_config<SampleConfig>(config_files, overrides, notices);
 }
 
+namespace {
+
 // The keys train and sample share: dtype, backend, tp_procs, comm_timeout.
 template <class Cfg>
 void validate_system_keys(const Cfg& cfg) {
@@ -457,6 +459,8 @@ void validate_system_keys(const Cfg& cfg) {
     throw UserError(fmt::format("comm_timeout must be positive, got {}", float_repr(cfg.comm_timeout)));
   }
 }
+
+}  // namespace
 
 void validate(const TrainConfig& cfg, const std::vector<std::string>& known_block_types) {
   const std::pair<const char*, int64_t> positive_keys[] = {
@@ -571,6 +575,16 @@ void validate(const SampleConfig& cfg) {
   if (!(cfg.top_p > 0.0 && cfg.top_p <= 1.0))
     throw UserError(fmt::format("top_p must be in (0, 1] (1 keeps every token), got {}", float_repr(cfg.top_p)));
   validate_system_keys(cfg);
+}
+
+uint64_t config_hash(const std::vector<std::pair<std::string, PyValue>>& items) {
+  uint64_t h = 1469598103934665603ull;
+  for (auto& [key, value] : items)
+    for (char c : key + "=" + value.repr() + ";") {
+      h ^= uint8_t(c);
+      h *= 1099511628211ull;
+    }
+  return h;
 }
 
 std::vector<std::pair<std::string, PyValue>> config_items(const TrainConfig& cfg) {

@@ -113,6 +113,8 @@ std::vector<std::pair<std::string, PyValue>> config_items(const SampleConfig& cf
 void set_config_key(TrainConfig& cfg, const std::string& key, const PyValue& value);
 // "key = value" lines, aligned, for printing the effective config.
 std::string format_config(const std::vector<std::pair<std::string, PyValue>>& items);
+// FNV-1a over "key=value;" of every item: what the ranks of a real run compare.
+uint64_t config_hash(const std::vector<std::pair<std::string, PyValue>>& items);
 // Help text listing every key with its default, for --help.
 std::string train_keys_help();
 std::string sample_keys_help();

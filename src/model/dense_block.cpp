@@ -6,14 +6,6 @@ namespace dgpt {
 
 namespace {
 
-torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
-  return torch::layer_norm(x, {w.size(0)}, w, b, 1e-5);
-}
-
-torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
-  return (training && p > 0) ? torch::dropout(x, p, true) : x;
-}
-
 // nanoGPT's Block, with nn::Linear weights in their dense [out, in] form. Written independently of
 // blocks/ on purpose (its own layer norm and dropout calls, nn::Linear instead of sharded
 // matmuls): the tests check every sharded block against it, so it must share none of their code.
@@ -81,6 +73,14 @@ class DenseBlock : public BlockImpl {
 };
 
 }  // namespace
+
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  return torch::layer_norm(x, {w.size(0)}, w, b, 1e-5);
+}
+
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
+  return (training && p > 0) ? torch::dropout(x, p, true) : x;
+}
 
 std::shared_ptr<BlockImpl> make_dense_block(const ModelArgs& args) { return std::make_shared<DenseBlock>(args); }
 

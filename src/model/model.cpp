@@ -13,14 +13,6 @@ namespace dgpt {
 
 namespace {
 
-torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
-  return torch::layer_norm(x, {w.size(0)}, w, b, 1e-5);
-}
-
-torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
-  return (training && p > 0) ? torch::dropout(x, p, true) : x;
-}
-
 struct DenseParamSpec {
   std::string name;
   std::vector<int64_t> shape;

@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <fstream>
 #include <ostream>
 #include <sstream>
 
@@ -13,6 +12,7 @@
 #include "base/torch_compat.h"
 #include "blocks/block.h"
 #include "comm/interconnect.h"
+#include "files/atomic_file.h"
 #include "files/tokenizer.h"
 #include "model/comm_plan.h"
 #include "model/model.h"
@@ -264,10 +264,7 @@ void write_bench_json(const nlohmann::json& j, const std::string& where, std::os
     stdout_stream << j.dump(2) << "\n";
     return;
   }
-  std::ofstream f(where);
-  if (!f) throw UserError("cannot write " + where);
-  f << j.dump(2) << "\n";
-  if (!f.flush()) throw UserError("cannot write " + where + " (disk full?)");
+  write_file_atomically(where, j.dump(2) + "\n");
   table << "wrote " << where << "\n";
 }
 

@@ -142,29 +142,12 @@ TrainConfig mesh_config(const SampleConfig& cfg, const ModelArgs& args, const La
   t.backend = cfg.backend;
   t.tp_procs = cfg.tp_procs;
   t.comm_timeout = cfg.comm_timeout;
-  t.model_type = args.model_type;
-  t.tp_size = args.tp_size;
-  t.n_layer = args.n_layer;
-  t.n_head = args.n_head;
-  t.n_embd = args.n_embd;
+#define DGPT_COPY_MODEL_KEY(type, name, default_value, kind, help) t.name = args.name;
+  DGPT_MODEL_KEYS(DGPT_COPY_MODEL_KEY)
+#undef DGPT_COPY_MODEL_KEY
   t.block_size = args.block_size;
-  t.bias = args.bias;
-  t.block_types = args.block_types;
-  t.parallel_merge = args.parallel_merge;
   t.gradient_accumulation_steps = env.world;
   return t;
-}
-
-// FNV-1a of the effective sample config, compared across the ranks of a real run (the mesh compares
-// only the keys it knows).
-int64_t sample_config_hash(const SampleConfig& cfg) {
-  uint64_t h = 1469598103934665603ull;
-  for (auto& [key, value] : config_items(cfg))
-    for (char c : key + "=" + value.repr() + ";") {
-      h ^= uint8_t(c);
-      h *= 1099511628211ull;
-    }
-  return int64_t(h >> 1);
 }
 
 // Every rank of the tensor-parallel group holds the same `values` (int64), or a UserError says who differs.
@@ -199,7 +182,8 @@ void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_
   RankStreams streams(mesh.is_main(), main_out, main_notices);
   std::ostream& out = streams.out;
   std::ostream& notices = streams.notices;
-  check_ranks_agree(*mesh.tp_group, {sample_config_hash(cfg)}, mesh.rank, "the sample config");
+  // The mesh compares the train keys it was given; the sample keys are compared here.
+  check_ranks_agree(*mesh.tp_group, {int64_t(config_hash(config_items(cfg)) >> 1)}, mesh.rank, "the sample config");
   const torch::Device device =
       device_for_rank(resolve_device(cfg.device, cfg.device_was_set, notices), mesh_cfg, launch_env);
   const Precision precision = resolve_precision(cfg.dtype, device, notices);

@@ -30,20 +30,6 @@ int64_t env_int(const char* name, int64_t fallback) {
   throw UserError(fmt::format("environment variable {}={} is not an integer", name, v));
 }
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
-// FNV-1a over the effective config: ranks compare it at rendezvous.
-uint64_t config_hash(const TrainConfig& cfg) {
-  uint64_t h = 1469598103934665603ull;
-  for (auto& [key, value] : config_items(cfg)) {
-    for (char c : key + "=" + value.repr() + ";") {
-      h ^= uint8_t(c);
-      h *= 1099511628211ull;
-    }
-  }
-  return h;
-}
-
 c10::intrusive_ptr<c10d::Store> rendezvous(const LaunchEnv& env, std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions opts;
   opts.port = uint16_t(env.master_port);
@@ -65,7 +51,7 @@ c10::intrusive_ptr<c10d::Store> rendezvous(const LaunchEnv& env, std::chrono::mi
 }
 
 void check_same_config(c10d::Store& store, const TrainConfig& cfg, const LaunchEnv& env) {
-  const std::string mine = std::to_string(config_hash(cfg));
+  const std::string mine = std::to_string(config_hash(config_items(cfg)));  // the effective config
   store.set("dgpt/config/" + std::to_string(env.rank), std::vector<uint8_t>(mine.begin(), mine.end()));
   int64_t differing = -1;
   for (int64_t r = 0; r < env.world && differing < 0; ++r) {
