@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "comm/tensor_parallel.h"
+#include "model/dropout.h"
 #include "model/kv_cache.h"
 #include "model/layout.h"
 #include "model/model_args.h"
@@ -50,6 +51,9 @@ struct BlockContext {
   ModelArgs args;
   TensorParallelGroup* group = nullptr;
   ReplicatedGradSync* replicated_grads = nullptr;  // where shard-region uses of replicated params go
+  int64_t layer = 0;                               // the block's index in the model
+  const DropoutKey* dropout_key = nullptr;         // the current micro-step's (model/dropout.h)
+  DropoutPlace dropout() const { return {dropout_key, layer, args.dropout}; }
 };
 
 class BlockImpl : public torch::nn::Module {

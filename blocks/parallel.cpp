@@ -1,7 +1,8 @@
 // parallel — a maximal run of consecutive parallel blocks keeps one residual stream per shard:
 //   x_i <- x_i + z_i,  z_i = A_i(ln_1(x_i)) + M_i(ln_2(x_i + A_i(ln_1(x_i))))
 // merged at the run's end by ResidualStream ('sum' or 'mean', SPEC §1). One all-reduce forward and
-// one backward per run. No c_proj biases; ln_1 and ln_2 are used inside the shard region.
+// one backward per run. No c_proj biases; ln_1 and ln_2 are used inside the shard region. With
+// dropout, A_i and M_i are dropped with shard i's own masks (model/dropout.h).
 #include "blocks/blocks.h"
 #include "blocks/sharded_layers.h"
 
@@ -18,8 +19,11 @@ class ParallelBlock : public ShardedBlock {
   void forward(ResidualStream& stream, LayerKVCache* cache) override {
     auto x = stream.per_shard();  // x_i: [L or 1, B, T, C]
     // with a cache, shard i's keys and values are those of its own stream x_i
-    auto a = residual_dropout(w_->attn->forward(w_->ln_1(x, &replicated_grads_), cache), args_, is_training());  // [L, B, T, C]
-    auto m = residual_dropout(w_->mlp(w_->ln_2(x + a, &replicated_grads_)), args_, is_training());  // [L, B, T, C]
+    const int64_t first = group_.first_shard();
+    auto a = dropout_.per_shard(w_->attn->forward(w_->ln_1(x, &replicated_grads_), cache),
+                                DropoutSite::AttentionOutput, first, is_training());  // [L, B, T, C]
+    auto m = dropout_.per_shard(w_->mlp(w_->ln_2(x + a, &replicated_grads_)), DropoutSite::MlpOutput, first,
+                                is_training());  // [L, B, T, C]
     stream.add_per_shard(a + m);
   }
 };

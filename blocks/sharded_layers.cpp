@@ -61,11 +61,12 @@ void LayerNormImpl::add_slots(std::vector<ParamSlot>& slots, const std::string& 
   if (bias.defined()) slots.push_back({prefix + "bias", bias, Layout::Replicated});
 }
 
-ShardedAttentionImpl::ShardedAttentionImpl(const BlockContext& ctx) : dropout_(ctx.args.dropout) {
+ShardedAttentionImpl::ShardedAttentionImpl(const BlockContext& ctx) : dropout_(ctx.dropout()) {
   const auto& a = ctx.args;
   const int64_t L = ctx.group->local_shards(), N = a.tp_size, C = a.n_embd;
   heads_per_shard_ = a.n_head / N;
   head_dim_ = C / a.n_head;
+  first_head_ = ctx.group->first_shard() * heads_per_shard_;
   c_attn_weight = sharded_param(*this, "c_attn_weight", {L, 3 * C / N, C});
   if (a.bias) c_attn_bias = sharded_param(*this, "c_attn_bias", {L, 3 * C / N});
   c_proj_weight = sharded_param(*this, "c_proj_weight", {L, C, C / N});
@@ -85,9 +86,11 @@ torch::Tensor ShardedAttentionImpl::attend(const torch::Tensor& u, LayerKVCache*
   torch::Tensor y;
   if (cache) {  // the keys and values of every position so far: [L*B, h, P+T, hd]
     auto [k, v] = cache->append(to_heads(qkv[1]), to_heads(qkv[2]));
-    y = compat::attention_after_prefix(to_heads(qkv[0]), k, v, dropout_, is_training());
+    y = compat::attention_after_prefix(to_heads(qkv[0]), k, v, 0.0, false);  // generation: no dropout
+  } else if (dropout_.active(is_training())) {
+    y = attention_with_dropout(to_heads(qkv[0]), to_heads(qkv[1]), to_heads(qkv[2]), L, dropout_, first_head_);
   } else {
-    y = compat::causal_attention(to_heads(qkv[0]), to_heads(qkv[1]), to_heads(qkv[2]), dropout_, is_training());
+    y = compat::causal_attention(to_heads(qkv[0]), to_heads(qkv[1]), to_heads(qkv[2]), 0.0, false);
   }
   return y.view({L, B, heads_per_shard_, T, head_dim_});  // [L*B, h, T, hd] -> [L, B, h, T, hd]
 }
@@ -170,10 +173,6 @@ std::vector<ParamSlot> BlockWeightsImpl::slots(const std::string& prefix) {
 
 torch::Tensor add_bias(const torch::Tensor& t, const torch::Tensor& b) {
   return b.defined() ? t + b : t;
-}
-
-torch::Tensor residual_dropout(const torch::Tensor& t, const ModelArgs& args, bool training) {
-  return (training && args.dropout > 0) ? torch::dropout(t, args.dropout, true) : t;
 }
 
 }  // namespace dgpt

@@ -36,7 +36,8 @@ class ShardedAttentionImpl : public torch::nn::Module {
  private:
   torch::Tensor attend(const torch::Tensor& u, LayerKVCache* cache);  // -> [L, B, heads, T, head_dim]
   int64_t heads_per_shard_, head_dim_;
-  double dropout_;
+  int64_t first_head_;     // global index of the first local shard's first head
+  DropoutPlace dropout_;   // of the attention probabilities
 };
 TORCH_MODULE(ShardedAttention);
 
@@ -73,6 +74,7 @@ class ShardedBlock : public BlockImpl {
       : args_(ctx.args),
         group_(*ctx.group),
         replicated_grads_(*ctx.replicated_grads),
+        dropout_(ctx.dropout()),
         w_(register_module("w", BlockWeights(ctx, c_proj_biases))) {}
   std::vector<ParamSlot> param_slots(const std::string& prefix) override { return w_->slots(prefix); }
 
@@ -80,12 +82,11 @@ class ShardedBlock : public BlockImpl {
   ModelArgs args_;
   TensorParallelGroup& group_;
   ReplicatedGradSync& replicated_grads_;
+  DropoutPlace dropout_;  // of the block's sub-layer outputs
   BlockWeights w_;
 };
 
 // t + b, or t when b is undefined.
 torch::Tensor add_bias(const torch::Tensor& t, const torch::Tensor& b);
-// Residual-branch dropout with the model's rate.
-torch::Tensor residual_dropout(const torch::Tensor& t, const ModelArgs& args, bool training);
 
 }  // namespace dgpt

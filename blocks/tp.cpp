@@ -20,10 +20,10 @@ class TpBlock : public ShardedBlock {
     auto a = add_bias(
         reduce_from_shards(w_->attn->forward_summed(copy_to_shards(w_->ln_1(x), group_), cache), group_),
         w_->attn_bias);
-    auto h = x + residual_dropout(a, args_, is_training());
+    auto h = x + dropout_.replicated(a, DropoutSite::AttentionOutput, is_training());
     auto m = add_bias(reduce_from_shards(w_->mlp->forward_summed(copy_to_shards(w_->ln_2(h), group_)), group_),
                       w_->mlp_bias);
-    stream.set_replicated(h + residual_dropout(m, args_, is_training()));
+    stream.set_replicated(h + dropout_.replicated(m, DropoutSite::MlpOutput, is_training()));
   }
 };
 

@@ -2,7 +2,8 @@
 
 A script is run as `SCRIPT.py DGPT_BINARY SUITE`, defines `suite_<name>()` functions and ends with
 `harness.main(globals())`: the suite runs in WORK (removed afterwards), every check is counted, and
-the exit code is 1 if any failed (77, ctest's skip code, is for suites that cannot run here).
+the exit code is 1 if any failed (77, ctest's skip code, is for suites that cannot run here, and
+only outside CI: with CI=true, `skip` fails).
 """
 import os
 import shutil
@@ -12,7 +13,10 @@ import tempfile
 
 DGPT = os.path.abspath(sys.argv[1])
 SUITE = sys.argv[2] if len(sys.argv) > 2 else ""
-SHAKESPEARE = os.environ.get("DGPT_SHAKESPEARE", "")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The tinyshakespeare text that ships with dgpt (DGPT_SHAKESPEARE may point at another copy).
+SHAKESPEARE = os.environ.get("DGPT_SHAKESPEARE") or os.path.join(REPO, "data", "shakespeare_char", "input.txt")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _SCRIPT = os.path.splitext(os.path.basename(sys.argv[0]))[0]
 WORK = tempfile.mkdtemp(prefix=f"dgpt_{_SCRIPT}_{SUITE}_")
 FAILURES = []
@@ -24,6 +28,20 @@ def check(cond, what):
     if not cond:
         FAILURES.append(what)
         print("FAIL:", what, flush=True)
+
+
+def skip(reason):
+    """Ends a suite that cannot run its checks here: ctest's skip code, but a failure in CI (CI=true)."""
+    print(("FAIL (CI=true, so not skipped): " if IN_CI else "skipped: ") + reason, flush=True)
+    shutil.rmtree(WORK, ignore_errors=True)
+    sys.exit(1 if IN_CI else 77)
+
+
+def shakespeare_text():
+    """The path of the tinyshakespeare text, or a skip (a failure in CI) when it is missing."""
+    if not os.path.isfile(SHAKESPEARE):
+        skip(f"no tinyshakespeare text at {SHAKESPEARE!r}")
+    return SHAKESPEARE
 
 
 def run_dgpt(*args, expect=0, cwd=None, env=None, timeout=600):

@@ -6,6 +6,8 @@
 // tests/bpe_corpus.json to $DGPT_BPE_EXPECTED; without node/npm that case reports "skipped" (77).
 #include <catch2/catch.hpp>
 
+#include "skip.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -177,9 +179,8 @@ TEST_CASE("GPT-2 byte alphabet and well-known ids", "[bpe]") {
 TEST_CASE("The exact ids of js-tiktoken's gpt2 encoding on a varied corpus", "[.reference]") {
   const char* path = std::getenv("DGPT_BPE_EXPECTED");
   if (!path || !fs::exists(path)) {
-    std::cout << "skipped: no reference ids at " << (path ? path : "$DGPT_BPE_EXPECTED")
-              << " (the bpe_reference_setup test makes them with node and npm)\n";
-    std::exit(77);
+    dgpt::test::skip_or_fail(std::string("no reference ids at ") + (path ? path : "$DGPT_BPE_EXPECTED") +
+                             " (the bpe_reference_setup test makes them with node and npm)");
   }
   const auto expected = nlohmann::json::parse(read_file(path));
   const auto texts = corpus();

@@ -639,7 +639,7 @@ TEST_CASE("validate: cross-key checks with clear messages", "[config]") {
 TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   dgpt::TrainConfig cfg = train_with({"--block_types=['tp', 'spd']", "--n_layer=2", "--model_type=distributed_gpt"});
   auto items = dgpt::config_items(cfg);
-  REQUIRE(items.size() == 37);
+  REQUIRE(items.size() == 38);
   CHECK(items.front().first == "out_dir");
   CHECK(items.front().second == S("out"));
   std::map<std::string, PyValue> by_key(items.begin(), items.end());
@@ -647,8 +647,8 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   CHECK(by_key.at("learning_rate") == F(6e-4));
   CHECK(by_key.at("n_layer") == I(2));
   CHECK(by_key.at("bias") == B(false));
-  CHECK(dgpt::config_items(dgpt::TrainConfig{})[19].first == "block_types");
-  CHECK(dgpt::config_items(dgpt::TrainConfig{})[19].second == None());
+  CHECK(dgpt::config_items(dgpt::TrainConfig{})[20].first == "block_types");
+  CHECK(dgpt::config_items(dgpt::TrainConfig{})[20].second == None());
 
   // Restoring every item reproduces the config, and re-printing reproduces the text.
   dgpt::TrainConfig restored;
@@ -664,7 +664,7 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   CHECK_THAT(text, Contains("\nlearning_rate               = 0.0006\n"));
   CHECK_THAT(text, Contains("\nblock_types                 = ['tp', 'spd']\n"));
   CHECK(text.rfind("out_dir                     = 'out'\n", 0) == 0);
-  CHECK(std::count(text.begin(), text.end(), '\n') == 37);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 38);
   // The printed config is itself a loadable config file.
   TempDir dir;
   CHECK(dgpt::config_items(load_train({dir.write("printed.py", text)}, {})) == items);
@@ -678,7 +678,7 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   CHECK(dgpt::config_items(dgpt::SampleConfig{})[2].second == S("\n"));
 
   std::string help = dgpt::train_keys_help();
-  CHECK(std::count(help.begin(), help.end(), '\n') == 37);
+  CHECK(std::count(help.begin(), help.end(), '\n') == 38);
   CHECK_THAT(help, Contains("block_types") && Contains("None") && Contains("'tp'"));
   CHECK_THAT(help, Contains("learning_rate") && Contains("0.0006"));
   std::string sample_help = dgpt::sample_keys_help();

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import harness
-from harness import DGPT, SHAKESPEARE, WORK, check, main, run_dgpt
+from harness import DGPT, SHAKESPEARE, WORK, check, main, run_dgpt, shakespeare_text, skip
 GPT2_DIR = next((d for d in os.environ.get("DGPT_TEST_GPT2_DIRS", "").split(":")
                  if d and os.path.exists(os.path.join(d, "encoder.json"))
                  and os.path.exists(os.path.join(d, "vocab.bpe"))), None)
@@ -43,11 +43,9 @@ def error_case(args, *needles, gpt2=True, **kw):
 
 def needs(shakespeare=False):
     if GPT2_DIR is None:
-        print(f"skipped: no GPT-2 encoder.json/vocab.bpe in {os.environ.get('DGPT_TEST_GPT2_DIRS')!r} (./setup.sh)")
-        sys.exit(77)
-    if shakespeare and not os.path.exists(SHAKESPEARE):
-        print(f"skipped: no tinyshakespeare at {SHAKESPEARE!r}")
-        sys.exit(77)
+        skip(f"no GPT-2 encoder.json/vocab.bpe in {os.environ.get('DGPT_TEST_GPT2_DIRS')!r} (./setup.sh)")
+    if shakespeare:
+        shakespeare_text()
 
 
 # A GPT-2 decoder of our own: encoder.json's strings through the inverse of bytes_to_unicode.
@@ -290,8 +288,7 @@ def sample_streams_as_decoded(out_dir):
     try:
         import torch
     except ImportError:
-        print("note: no torch in this python; streamed sample not compared with the Python reference")
-        return
+        skip("no torch in this python (python3-torch): the streamed sample cannot be compared with the Python reference")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from gpt_reference import Reference
     ref = Reference(os.path.join(out_dir, "ckpt.pt"))
@@ -327,7 +324,7 @@ def suite_train_sample():
         check(ck["model_args"]["vocab_size"] == 50304, f"vocab_size {ck['model_args']['vocab_size']}")
         check(tuple(ck["model"]["transformer.wte.weight"].shape) == (50304, 32), "wte shape")
     except ImportError:
-        print("note: no torch in this python; checkpoint contents not checked")
+        skip("no torch in this python (python3-torch): checkpoint contents cannot be checked")
     p = run("sample", f"--out_dir={out}", "--device=cpu", "--num_samples=1", "--max_new_tokens=10", "--start=Hello")
     parts = p.stdout.split("\n---------------\n")
     check(len(parts) == 2 and parts[0].startswith("Hello") and len(parts[0]) > len("Hello"), f"sample {p.stdout!r}")

@@ -23,6 +23,7 @@ namespace dgpt {
   X(bool, eval_only, false, Plain, "evaluate once and exit") \
   X(bool, always_save_checkpoint, true, Plain, "save at every eval, not only when val loss improves") \
   X(std::string, init_from, "scratch", Plain, "'scratch' or 'resume' (from out_dir)") \
+  X(bool, save_initial_weights, false, Plain, "also write out_dir/init.pt: the checkpoint at iter 0, before the first step") \
   /* data */ \
   X(std::string, dataset, "openwebtext", Plain, "dataset name: data/<dataset>/{train,val}.bin") \
   X(std::string, data_dir, "", Plain, "dataset directory; '' means data/<dataset>") \

@@ -9,9 +9,11 @@ namespace {
 // nanoGPT's Block, with nn::Linear weights in their dense [out, in] form. Written independently of
 // blocks/ on purpose (its own layer norm and dropout calls, nn::Linear instead of sharded
 // matmuls): the tests check every sharded block against it, so it must share none of their code.
+// (Only the dropout masks are common: they are a documented rule, model/dropout.h, which the
+// training reference in tests/ implements again in Python.)
 class DenseBlock : public BlockImpl {
  public:
-  explicit DenseBlock(const ModelArgs& a) : args_(a) {
+  DenseBlock(const ModelArgs& a, const DropoutPlace& dropout) : args_(a), dropout_(dropout) {
     const int64_t C = a.n_embd;
     auto linear = [&](const char* name, int64_t in, int64_t out) {
       return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(a.bias)));
@@ -36,14 +38,16 @@ class DenseBlock : public BlockImpl {
     torch::Tensor y;
     if (cache) {  // the keys and values of every position so far: [B, H, P+T, C/H]
       auto [k, v] = cache->append(heads(qkv[1]), heads(qkv[2]));
-      y = compat::attention_after_prefix(heads(qkv[0]), k, v, args_.dropout, is_training());
+      y = compat::attention_after_prefix(heads(qkv[0]), k, v, 0.0, false);  // generation: no dropout
+    } else if (dropout_.active(is_training())) {
+      y = attention_with_dropout(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), 1, dropout_, 0);
     } else {
-      y = compat::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), args_.dropout, is_training());
+      y = compat::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), 0.0, false);
     }
     y = y.transpose(1, 2).contiguous().view({B, T, C});
-    auto h = x + maybe_dropout(attn_proj_(y), args_.dropout, is_training());
+    auto h = x + dropout_.replicated(attn_proj_(y), DropoutSite::AttentionOutput, is_training());
     auto m = mlp_proj_(compat::gelu(c_fc_(layer_norm(h, ln_2_w_, ln_2_b_))));
-    stream.set_replicated(h + maybe_dropout(m, args_.dropout, is_training()));
+    stream.set_replicated(h + dropout_.replicated(m, DropoutSite::MlpOutput, is_training()));
   }
 
   std::vector<ParamSlot> param_slots(const std::string& p) override {
@@ -68,6 +72,7 @@ class DenseBlock : public BlockImpl {
 
  private:
   ModelArgs args_;
+  DropoutPlace dropout_;
   torch::Tensor ln_1_w_, ln_1_b_, ln_2_w_, ln_2_b_;
   torch::nn::Linear c_attn_{nullptr}, attn_proj_{nullptr}, c_fc_{nullptr}, mlp_proj_{nullptr};
 };
@@ -78,10 +83,8 @@ torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& w, const t
   return torch::layer_norm(x, {w.size(0)}, w, b, 1e-5);
 }
 
-torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
-  return (training && p > 0) ? torch::dropout(x, p, true) : x;
+std::shared_ptr<BlockImpl> make_dense_block(const ModelArgs& args, const DropoutPlace& dropout) {
+  return std::make_shared<DenseBlock>(args, dropout);
 }
-
-std::shared_ptr<BlockImpl> make_dense_block(const ModelArgs& args) { return std::make_shared<DenseBlock>(args); }
 
 }  // namespace dgpt

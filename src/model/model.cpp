@@ -6,6 +6,7 @@
 
 #include "blocks/block.h"
 #include "model/dense_block.h"
+#include "model/dropout.h"
 #include "base/errors.h"
 #include "base/torch_compat.h"
 
@@ -64,8 +65,8 @@ GPTImpl::GPTImpl(const ModelArgs& args, std::shared_ptr<TensorParallelGroup> gro
   ln_f_weight_ = register_parameter("ln_f_weight", torch::ones({C}));
   if (args.bias) ln_f_bias_ = register_parameter("ln_f_bias", torch::zeros({C}));
   for (int64_t l = 0; l < args.n_layer; ++l) {
-    auto block = args.dense() ? make_dense_block(args)
-                              : make_block({args, group_.get(), &replicated_grads_}, args.block_types[size_t(l)]);
+    const BlockContext ctx{args, group_.get(), &replicated_grads_, l, &dropout_key_};
+    auto block = args.dense() ? make_dense_block(args, ctx.dropout()) : make_block(ctx, args.block_types[size_t(l)]);
     blocks_.push_back(register_module("h" + std::to_string(l), block));
   }
 }
@@ -82,7 +83,9 @@ ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targ
                     ": block_size is " + std::to_string(args_.block_size));
   }
   auto pos = torch::arange(P, P + T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
-  auto x = maybe_dropout(torch::embedding(wte_, idx) + torch::embedding(wpe_, pos), args_.dropout, is_training());
+  auto x = DropoutPlace(&dropout_key_, 0, args_.dropout)
+               .replicated(torch::embedding(wte_, idx) + torch::embedding(wpe_, pos), DropoutSite::Embedding,
+                           is_training());  // [B, T, C]
   ResidualStream stream(x, *group_, args_.parallel_merge == "mean");
   if (cache) cache->reserve(args_.n_layer, args_.block_size);
   try {
@@ -118,6 +121,10 @@ std::vector<ParamSlot> GPTImpl::param_slots() {
 
 void GPTImpl::sync_replicated_grads() { replicated_grads_.sync(*group_); }
 void GPTImpl::discard_replicated_grads() { replicated_grads_.reset(); }
+
+void GPTImpl::set_dropout_step(int64_t seed, int64_t iter, int64_t micro) {
+  dropout_key_.step = dropout_step_key(seed, iter, micro);
+}
 
 DenseState GPTImpl::dense_state() {
   torch::NoGradGuard no_grad;

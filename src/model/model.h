@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "comm/tensor_parallel.h"
+#include "model/dropout.h"
 #include "model/kv_cache.h"
 #include "model/layout.h"
 #include "model/model_args.h"
@@ -42,6 +43,9 @@ class GPTImpl : public torch::nn::Module {
   // Once per optimizer step, after the backward passes: the replicated-gradient sync (SPEC §2).
   void sync_replicated_grads();
   void discard_replicated_grads();
+  // The dropout masks of the next forward passes: those of micro-step `micro` of iteration `iter`
+  // of a run seeded `seed` (model/dropout.h).
+  void set_dropout_step(int64_t seed, int64_t iter, int64_t micro);
 
   // Weights in nanoGPT's dense layout, including the lm_head.weight alias of the tied wte. In a
   // real run every process of the tensor-parallel group must call it (the shards are gathered).
@@ -59,6 +63,7 @@ class GPTImpl : public torch::nn::Module {
   ModelArgs args_;
   std::shared_ptr<TensorParallelGroup> group_;
   ReplicatedGradSync replicated_grads_;  // of the replicated params the blocks use in the shard region
+  DropoutKey dropout_key_;               // read by every block's DropoutPlace
   torch::Tensor wte_;          // [V, C], tied with the lm_head
   torch::Tensor wpe_;          // [block_size, C]
   torch::Tensor ln_f_weight_;  // [C]

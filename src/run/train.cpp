@@ -28,7 +28,7 @@ namespace dgpt {
 namespace {
 
 // Stream identifiers mixed into seeds, so train batches, eval batches and dropout never share one.
-enum SeedStream : uint64_t { kTrainBatch = 1, kEvalBatch = 2, kDropout = 3 };
+enum SeedStream : uint64_t { kTrainBatch = 1, kEvalBatch = 2 };  // dropout is 3 (model/dropout.cpp)
 
 // Mean loss over eval_iters batches of each split, batches keyed by (seed, split, iter, k).
 std::pair<double, double> estimate_loss(GPT& model, const Dataset& data, const TrainConfig& cfg, int64_t iter,
@@ -110,7 +110,7 @@ torch::Tensor OptimizerStep::operator()(int64_t iter, double lr, int64_t first_m
                                        const std::function<Batch(int64_t micro)>& batch_for) {
   torch::Tensor loss_sum;
   for (int64_t micro = first_micro; micro < first_micro + micro_count; ++micro) {
-    torch::manual_seed(mix_seed({uint64_t(cfg.seed), kDropout, uint64_t(iter), uint64_t(micro)}));
+    model->set_dropout_step(cfg.seed, iter, micro);  // masks keyed by (seed, iter, micro): independent of W
     const Batch batch = batch_for(micro);
     torch::Tensor loss;
     {
@@ -244,20 +244,27 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
       clear_progress();
       out << fmt::format("step {}: train loss {:.4f}, val loss {:.4f}\n", iter_num, train_loss, val_loss);
       emit({{"event", "eval"}, {"iter", iter_num}, {"train_loss", train_loss}, {"val_loss", val_loss}, {"lr", lr}});
+      auto save = [&](const std::string& path, double best) {
+        Checkpoint ckpt;  // every rank gathers its TP group's shards; rank 0 writes
+        ckpt.model_args = args;
+        ckpt.model = model->dense_state();
+        ckpt.optimizer = optimizer.dense_state(*group);
+        ckpt.iter_num = iter_num;
+        ckpt.best_val_loss = best;
+        ckpt.config = config_items(cfg);
+        ckpt.seed = cfg.seed;
+        ckpt.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+        if (mesh.is_main()) save_checkpoint(ckpt, path);
+      };
+      if (iter_num == 0 && cfg.save_initial_weights && cfg.init_from != "resume") {
+        out << "saving the initial weights to " << cfg.out_dir << "/init.pt\n";
+        save(cfg.out_dir + "/init.pt", best_val_loss);
+      }
       if (val_loss < best_val_loss || cfg.always_save_checkpoint) {
         best_val_loss = val_loss;
         if (iter_num > 0) {
-          Checkpoint ckpt;  // every rank gathers its TP group's shards; rank 0 writes
-          ckpt.model_args = args;
-          ckpt.model = model->dense_state();
-          ckpt.optimizer = optimizer.dense_state(*group);
-          ckpt.iter_num = iter_num;
-          ckpt.best_val_loss = best_val_loss;
-          ckpt.config = config_items(cfg);
-          ckpt.seed = cfg.seed;
-          ckpt.rng_state = at::detail::getDefaultCPUGenerator().get_state();
           out << "saving checkpoint to " << cfg.out_dir << "\n";
-          if (mesh.is_main()) save_checkpoint(ckpt, ckpt_path);
+          save(ckpt_path, best_val_loss);
         }
       }
       t0 = Clock::now();  // evaluation time is not iteration time
