@@ -1,6 +1,8 @@
 // dgpt: one binary to prepare data, train, sample, evaluate and plan communications.
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
+#include <cmath>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -48,6 +50,29 @@ SplitArgs split_overrides(int argc, char** argv, const CLI::App& app) {
 
 void print_effective_config(const std::vector<std::pair<std::string, PyValue>>& items) {
   std::cout << "effective config:\n" << format_config(items) << std::flush;
+}
+
+// The value of a numeric command-line option lies in its range, or a UserError names the option,
+// the value and the range. Written as !(in range) so that nan fails too.
+template <class T>
+void require_range(const CLI::App* cmd, const char* option, T value, bool in_range, const char* range) {
+  if (in_range) return;
+  std::string shown = fmt::format("{}", value);
+  throw UserError(fmt::format("dgpt {} {}={} is out of range: it must be {}", cmd->get_name(), option, shown, range));
+}
+
+// An option given explicitly on the command line (its default may mean "not set").
+bool given(const CLI::App* cmd, const char* option) { return cmd->count(option) > 0; }
+
+// CLI11's own message (a missing value, an unknown option, ...) as one `error:` line.
+std::string parse_error_line(const CLI::ParseError& e, const CLI::App& app) {
+  std::string what = e.what();
+  for (char& c : what)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!what.empty() && what.back() == ' ') what.pop_back();
+  std::string command = "dgpt";
+  for (const CLI::App* sub : app.get_subcommands()) command += " " + sub->get_name();
+  return fmt::format("{} (see `{} --help`)", what.empty() ? e.get_name() : what, command);
 }
 
 int run(int argc, char** argv) {
@@ -131,15 +156,60 @@ int run(int argc, char** argv) {
                     "--device=cpu --compare=\"['tp']*12; ['spd']*12\" --project=nvlink,ib");
 
   SplitArgs args = split_overrides(argc, argv, app);
+  // A first word that is no command: say so and list them (CLI11 would only ask for a subcommand).
+  if (args.cli.size() > 1 && !args.cli[1].empty() && args.cli[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+      known = known || sub->get_name() == args.cli[1];
+    }
+    if (!known)
+      throw UserError(fmt::format("unknown command '{}' (commands: {}; see `dgpt --help`)", args.cli[1], names));
+  }
   std::vector<const char*> cli_argv;
   for (auto& a : args.cli) cli_argv.push_back(a.c_str());
   try {
     app.parse(int(cli_argv.size()), const_cast<char**>(cli_argv.data()));
-  } catch (const CLI::CallForHelp& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return 2;
+    throw UserError(parse_error_line(e, app));
+  }
+
+  // Numeric options: each in its range; 0 is "the default" only where the help says so and only
+  // when the option is not given.
+  if (prepare->parsed()) {
+    require_range(prepare, "--val_fraction", owt.val_fraction, owt.val_fraction >= 0 && owt.val_fraction < 1,
+                  "in [0, 1)");
+    if (given(prepare, "--threads")) require_range(prepare, "--threads", owt.threads, owt.threads >= 1, ">= 1");
+  }
+  if (eval_cmd->parsed()) {
+    if (given(eval_cmd, "--block_size"))
+      require_range(eval_cmd, "--block_size", eval_opt.block_size, eval_opt.block_size >= 1,
+                    ">= 1 (and at most the model's block_size)");
+    require_range(eval_cmd, "--batch_size", eval_opt.batch_size, eval_opt.batch_size >= 1, ">= 1");
+    if (given(eval_cmd, "--max_windows"))
+      require_range(eval_cmd, "--max_windows", eval_opt.max_windows, eval_opt.max_windows >= 1, ">= 1");
+    if (given(eval_cmd, "--tp_size"))
+      require_range(eval_cmd, "--tp_size", eval_opt.tp_size, eval_opt.tp_size >= 1, ">= 1");
+  }
+  if (launch_cmd->parsed()) {
+    require_range(launch_cmd, "--nproc", launch_opt.nproc, launch_opt.nproc >= 1 && launch_opt.nproc <= 4096,
+                  "in [1, 4096]");
+    if (given(launch_cmd, "--master_port"))
+      require_range(launch_cmd, "--master_port", launch_opt.master_port,
+                    launch_opt.master_port >= 1 && launch_opt.master_port <= 65535, "in [1, 65535]");
+  }
+  if (bench_cmd->parsed()) {
+    require_range(bench_cmd, "--burnin", bench_opt.burnin, bench_opt.burnin >= 0, ">= 0");
+    require_range(bench_cmd, "--iters", bench_opt.iters, bench_opt.iters >= 1, ">= 1");
+    if (given(bench_cmd, "--peak_flops"))
+      require_range(bench_cmd, "--peak_flops", bench_opt.peak_flops,
+                    std::isfinite(bench_opt.peak_flops) && bench_opt.peak_flops > 0, "a finite number > 0");
+    require_range(bench_cmd, "--prompt_len", bench_opt.prompt_len, bench_opt.prompt_len >= 1, ">= 1");
+    require_range(bench_cmd, "--new_tokens", bench_opt.new_tokens, bench_opt.new_tokens >= 1, ">= 1");
+    require_range(bench_cmd, "--gen_batch", bench_opt.gen_batch, bench_opt.gen_batch >= 1, ">= 1");
   }
 
   if (prepare->parsed()) {

@@ -8,9 +8,14 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <ostream>
@@ -20,6 +25,13 @@
 
 namespace dgpt {
 namespace {
+
+// Messages quote at most this much of what the user wrote (a value nested thousands deep).
+constexpr size_t kMaxQuoted = 200;
+std::string abbreviate(const std::string& s) {
+  return s.size() <= kMaxQuoted ? s : s.substr(0, kMaxQuoted) + "...";
+}
+
 
 template <class Cfg>
 using Field = std::variant<int64_t Cfg::*, double Cfg::*, bool Cfg::*, std::string Cfg::*,
@@ -84,7 +96,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 
 template <class Cfg>
 [[noreturn]] void throw_unknown_key(const std::string& name, const std::string& origin) {
-  std::string message = fmt::format("unknown config key '{}' ({})", name, origin);
+  std::string message = fmt::format("unknown config key '{}' ({})", name.substr(0, 200), origin);
   const char* best = nullptr;
   size_t best_distance = std::max<size_t>(2, name.size() / 3);  // farther than this: no hint
   for (const auto& key : schema<Cfg>()) {
@@ -123,7 +135,7 @@ void assign_value(Cfg& cfg, const Key<Cfg>& key, const PyValue& value, const std
                   std::ostream& notices) {
   auto type_error = [&] {
     throw UserError(fmt::format("config key '{}' ({}) expects {}, got {} ({})", key.name, origin,
-                                expected_type(key), value.repr(), value.type_name()));
+                                expected_type(key), abbreviate(value.repr()), value.type_name()));
   };
   std::visit(
       [&](auto member) {
@@ -159,6 +171,12 @@ void assign_value(Cfg& cfg, const Key<Cfg>& key, const PyValue& value, const std
             return;
           }
           if (!value.is_list()) type_error();
+          // An empty list would silently mean None; it names no layer, so it is refused.
+          if (std::get<PyValue::List>(value.v).empty()) {
+            throw UserError(fmt::format("config key '{}' ({}) is an empty list, but it needs one entry per layer "
+                                        "(n_layer of them); write None for all 'tp'",
+                                        key.name, origin));
+          }
           std::vector<std::string> items;
           for (const auto& item : std::get<PyValue::List>(value.v)) {
             if (!item.is_str()) type_error();
@@ -189,8 +207,8 @@ PyValue get_value(const Cfg& cfg, const Key<Cfg>& key) {
       key.field);
 }
 
-// A statement spanning lines is quoted on one line in notices.
-std::string one_line(const std::string& s) {
+// A statement spanning lines, on one line.
+std::string joined_lines(const std::string& s) {
   std::string out;
   std::istringstream lines(s);
   for (std::string line; std::getline(lines, line);) {
@@ -202,6 +220,11 @@ std::string one_line(const std::string& s) {
     out += line;
   }
   return out;
+}
+
+// A statement spanning lines is quoted on one line (and abbreviated) in messages and notices.
+std::string one_line(const std::string& s) {
+  return abbreviate(joined_lines(s));
 }
 
 bool is_identifier(const std::string& s) {
@@ -353,15 +376,50 @@ void apply_statement(Cfg& cfg, const Statement& statement, const std::string& pa
   assign_text(cfg, name, value_text, origin, /*raw_string_fallback=*/false, notices);
 }
 
+// A config file's text. Only a regular file of at most kMaxConfigBytes is read: a directory, a FIFO
+// (which could block forever or stream without end), a device (/dev/zero) or a socket is refused
+// before reading. A UTF-8 byte-order mark at the start (Windows editors write one) is skipped.
+constexpr size_t kMaxConfigBytes = size_t{16} << 20;
+
+std::string read_config_file(const std::string& path) {
+  auto fail = [&](const std::string& why) {
+    throw UserError(fmt::format("cannot read config file '{}': {}", path, why));
+  };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail(std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail("it is a directory, not a file");
+  if (!S_ISREG(st.st_mode))
+    fail(std::string("it is not a regular file (") + (S_ISFIFO(st.st_mode) ? "a FIFO or pipe" : "a device or a socket") +
+         ")");
+  if (size_t(st.st_size) > kMaxConfigBytes)
+    fail(fmt::format("it has {} bytes, more than a config file's limit of {}", st.st_size, kMaxConfigBytes));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);  // never waits, should it have changed
+  if (fd < 0) fail(std::strerror(errno));
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      fail(std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buf, size_t(n));
+    if (text.size() > kMaxConfigBytes) {
+      ::close(fd);
+      fail(fmt::format("it holds more than a config file's limit of {} bytes", kMaxConfigBytes));
+    }
+  }
+  ::close(fd);
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
+  return text;
+}
+
 template <class Cfg>
 void load_file(Cfg& cfg, const std::string& path, std::ostream& notices) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw UserError(fmt::format("cannot read config file '{}': {}", path, std::strerror(errno)));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  for (const auto& statement : split_statements(buffer.str(), path)) {
+  for (const auto& statement : split_statements(read_config_file(path), path)) {
     apply_statement(cfg, statement, path, notices);
   }
 }
@@ -371,9 +429,9 @@ void apply_override(Cfg& cfg, const std::string& arg, std::ostream& notices) {
   const size_t eq = arg.find('=');
   const std::string name = eq == std::string::npos || arg.rfind("--", 0) != 0 ? "" : arg.substr(2, eq - 2);
   if (!is_identifier(name)) {
-    throw UserError(fmt::format("bad override '{}': expected --key=value", arg));
+    throw UserError(fmt::format("bad override '{}': expected --key=value", abbreviate(arg)));
   }
-  assign_text(cfg, name, arg.substr(eq + 1), fmt::format("override {}", arg),
+  assign_text(cfg, name, arg.substr(eq + 1), fmt::format("override {}", abbreviate(arg)),
               /*raw_string_fallback=*/true, notices);
 }
 
@@ -443,6 +501,20 @@ SampleConfig load_sample_config(const std::vector<std::string>& config_files,
 }
 
 namespace {
+
+// Every float key holds a finite number: 1e999 parses as inf (as in Python) and 1e999 - 1e999 as
+// nan, and neither is a learning rate, a temperature or a timeout. Run after the keys' own range
+// checks, whose messages say more (learning_rate = -inf is "must be >= 0").
+template <class Cfg>
+void validate_finite_floats(const Cfg& cfg) {
+  for (const auto& key : schema<Cfg>()) {
+    if (auto member = std::get_if<double Cfg::*>(&key.field)) {
+      const double value = cfg.**member;
+      if (!std::isfinite(value))
+        throw UserError(fmt::format("{} must be a finite number, got {}", key.name, float_repr(value)));
+    }
+  }
+}
 
 // The keys train and sample share: dtype, backend, tp_procs, comm_timeout.
 template <class Cfg>
@@ -562,6 +634,7 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
       throw UserError(fmt::format("{} must be in [0, 1), got {}", name, float_repr(value)));
     }
   }
+  validate_finite_floats(cfg);
 }
 
 void validate(const SampleConfig& cfg) {
@@ -575,6 +648,7 @@ void validate(const SampleConfig& cfg) {
   if (!(cfg.top_p > 0.0 && cfg.top_p <= 1.0))
     throw UserError(fmt::format("top_p must be in (0, 1] (1 keeps every token), got {}", float_repr(cfg.top_p)));
   validate_system_keys(cfg);
+  validate_finite_floats(cfg);
 }
 
 uint64_t config_hash(const std::vector<std::pair<std::string, PyValue>>& items) {

@@ -23,6 +23,11 @@ namespace {
 
 // Refuses results bigger than this: `['tp'] * 10**9` is a typo, not a config.
 constexpr size_t kMaxSequenceLength = size_t{1} << 24;
+// Brackets, parentheses and unary signs nested deeper than this are refused before the recursion
+// can exhaust the stack (Python's own parser stops at 200 nested parentheses).
+constexpr int kMaxNesting = 100;
+// Error messages quote at most this much of the literal.
+constexpr size_t kMaxQuotedLength = 200;
 
 bool is_ident_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
 bool is_ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
@@ -88,8 +93,23 @@ class LiteralParser {
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    throw UserError(fmt::format("bad literal \"{}\": {}", one_line(text_), what));
+    // A huge value (a list nested thousands deep) is quoted by its start, so the message stays readable.
+    std::string quoted = one_line(text_);
+    if (quoted.size() > kMaxQuotedLength) quoted = quoted.substr(0, kMaxQuotedLength) + "...";
+    throw UserError(fmt::format("bad literal \"{}\": {}", quoted, what));
   }
+
+  // One level of nesting (a bracket, a parenthesis, a unary sign) for the lifetime of the guard.
+  struct Nesting {
+    explicit Nesting(LiteralParser& p) : parser(p) {
+      if (++parser.depth_ > kMaxNesting)
+        parser.fail(fmt::format("nested more than {} levels deep", kMaxNesting));
+    }
+    ~Nesting() { --parser.depth_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+    LiteralParser& parser;
+  };
 
   bool at_end() const { return pos_ >= text_.size(); }
   char peek(size_t ahead = 0) const {
@@ -156,6 +176,7 @@ class LiteralParser {
     char op = peek();
     if (op != '-' && op != '+') return parse_atom();
     ++pos_;
+    const Nesting nesting(*this);
     PyValue operand = parse_unary();
     if (!is_number(operand)) {
       fail(fmt::format("bad operand type for unary {}: '{}'", op, operand.type_name()));
@@ -180,9 +201,13 @@ class LiteralParser {
     }
     if (c == '[') {
       ++pos_;
+      const Nesting nesting(*this);
       return PyValue{parse_items(']')};
     }
-    if (c == '(') return parse_parenthesised();
+    if (c == '(') {
+      const Nesting nesting(*this);
+      return parse_parenthesised();
+    }
     if (is_ident_start(c)) return parse_name();
     fail(fmt::format("unexpected {}", describe_here()));
   }
@@ -473,6 +498,7 @@ class LiteralParser {
 
   const std::string& text_;
   size_t pos_ = 0;
+  int depth_ = 0;
 };
 
 // Python's float repr: the shortest digits that round-trip, in fixed notation when the decimal

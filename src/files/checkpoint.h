@@ -27,7 +27,12 @@ struct Checkpoint {
 };
 
 void save_checkpoint(const Checkpoint& ckpt, const std::string& path);
-// Throws UserError naming the file for a missing, unreadable, corrupt or incomplete checkpoint.
+// Throws UserError naming the file for a missing, unreadable, corrupt or incomplete checkpoint: a
+// path that is not a regular file (a FIFO, a directory, /dev/zero: refused before reading), a size no
+// checkpoint has, model_args a model cannot be built from (the config's validate(), block_types of
+// n_layer known types, vocab_size > 0), embeddings and layers that do not match model_args, weights
+// or optimizer moments that are not finite floating-point tensors of the weights' shapes, a negative
+// iter_num or optimizer step, a nan best_val_loss, an rng_state that is not the CPU generator's.
 Checkpoint load_checkpoint(const std::string& path);
 
 }  // namespace dgpt

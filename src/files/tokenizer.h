@@ -52,11 +52,18 @@ class CharTokenizer : public Tokenizer {
 
 // The tokenizer of a dataset folder: its meta.json; GPT-2 BPE (src/bpe.h) when meta.json says
 // "tokenizer": "gpt2", or when there is no meta.json but the GPT-2 files are found (data/gpt2/,
-// $DGPT_GPT2_DIR). Throws UserError saying what is missing.
+// $DGPT_GPT2_DIR). Throws UserError saying what is missing, and for a meta.json that exists but is
+// unreadable, not a regular file, not JSON, or not a consistent vocabulary.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& data_dir);
 // The vocabulary size for a new model: a character vocabulary's size, else (GPT-2 BPE, or no meta.json)
 // GPT-2's 50257 padded to 50304, as nanoGPT does.
 int64_t dataset_vocab_size(const std::string& data_dir);
+constexpr int64_t kPaddedGpt2VocabSize = 50304;
+// "65 characters (data/x/meta.json)", "GPT-2's padded 50304 (... does not exist)": for messages.
+std::string describe_dataset_vocabulary(const std::string& data_dir);
+// Throws UserError unless `model_vocab_size` (a checkpoint's) equals dataset_vocab_size(data_dir);
+// `model` names the model in the message ("checkpoint out/ckpt.pt").
+void check_model_vocabulary(int64_t model_vocab_size, const std::string& data_dir, const std::string& model);
 
 // UTF-8 helpers (throw UserError on invalid input).
 std::vector<char32_t> utf8_decode(const std::string& s);

@@ -1,7 +1,10 @@
 #include "run/generate.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -30,6 +33,26 @@ std::string config_string(const Checkpoint& ckpt, const std::string& key, const 
 std::string checkpoint_data_dir(const Checkpoint& ckpt) {
   const std::string dir = config_string(ckpt, "data_dir", "");
   return dir.empty() ? "data/" + config_string(ckpt, "dataset", "openwebtext") : dir;
+}
+
+// A FILE: prompt: a regular file of at most 16 MiB (a directory, a FIFO or /dev/zero is refused unread).
+std::string read_start_file(const std::string& path) {
+  constexpr size_t kMaxPromptBytes = size_t{16} << 20;
+  auto fail = [&](const std::string& why) -> std::string { throw UserError("cannot read start file " + path + ": " + why); };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return fail(std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return fail("not a regular file");
+  if (size_t(st.st_size) > kMaxPromptBytes) return fail("more than 16 MiB");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(std::strerror(errno));
+  std::string text;
+  char buf[1 << 16];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, size_t(in.gcount()));
+    if (text.size() > kMaxPromptBytes) return fail("more than 16 MiB");
+  }
+  if (in.bad()) return fail(std::strerror(errno));
+  return text;
 }
 
 }  // namespace
@@ -174,7 +197,10 @@ void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_
     throw UserError("init_from='" + cfg.init_from + "': only 'resume' (a checkpoint in out_dir) is supported; "
                     "OpenAI GPT-2 weights cannot be loaded");
   const LaunchEnv launch_env = read_launch_env();
-  const Checkpoint ckpt = load_checkpoint(cfg.out_dir + "/ckpt.pt");
+  const std::string ckpt_path = cfg.out_dir + "/ckpt.pt";
+  const Checkpoint ckpt = load_checkpoint(ckpt_path);
+  // The tokenizer comes from the checkpoint's dataset: its vocabulary must be the model's.
+  check_model_vocabulary(ckpt.model_args.vocab_size, checkpoint_data_dir(ckpt), "checkpoint " + ckpt_path);
   const ModelArgs args = inference_model_args(ckpt, cfg.tp_size, cfg.model_type);
   // A real run (backend gloo or nccl): this process holds L = tp_size / W shards; only rank 0 prints.
   const TrainConfig mesh_cfg = mesh_config(cfg, args, launch_env);
@@ -191,13 +217,7 @@ void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_
   const auto tokenizer = load_tokenizer(checkpoint_data_dir(ckpt));
 
   std::string start = cfg.start;
-  if (start.rfind("FILE:", 0) == 0) {
-    std::ifstream in(start.substr(5), std::ios::binary);
-    if (!in) throw UserError("cannot read start file " + start.substr(5));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    start = ss.str();
-  }
+  if (start.rfind("FILE:", 0) == 0) start = read_start_file(start.substr(5));
   const auto start_ids = tokenizer->encode(start);
   if (start_ids.empty()) throw UserError("start is empty: give at least one token (nanoGPT's default is \"\\n\")");
 
@@ -233,13 +253,18 @@ void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_
 }
 
 double evaluate_tokens(const EvalOptions& opt, std::ostream& out, std::ostream& notices) {
+  // 0 means "the model's" / "all" / "the checkpoint's" for these; below 0 means nothing.
+  if (opt.block_size < 0) throw UserError(fmt::format("--block_size must be >= 1, got {}", opt.block_size));
+  if (opt.batch_size <= 0) throw UserError(fmt::format("--batch_size must be >= 1, got {}", opt.batch_size));
+  if (opt.max_windows < 0) throw UserError(fmt::format("--max_windows must be >= 1, got {}", opt.max_windows));
+  if (opt.tp_size < 0) throw UserError(fmt::format("--tp_size must be >= 1, got {}", opt.tp_size));
   const torch::Device device = resolve_device(opt.device, true, notices);
   const Checkpoint ckpt = load_checkpoint(opt.out_dir + "/ckpt.pt");
   GPT model = model_from_checkpoint(ckpt, opt.tp_size, "", device, torch::kFloat);
   const int64_t T = opt.block_size > 0 ? opt.block_size : model->args().block_size;
   if (T > model->args().block_size)
-    throw UserError(fmt::format("block_size={} exceeds the model's block_size={}", T, model->args().block_size));
-  if (opt.batch_size <= 0) throw UserError("batch_size must be positive");
+    throw UserError(fmt::format("--block_size={} exceeds the model's block_size={}: it must be in [1, {}]", T,
+                                model->args().block_size, model->args().block_size));
   const TokenFile tokens(opt.tokens);
   int64_t windows = (tokens.size() - 1) / T;
   if (opt.max_windows > 0) windows = std::min(windows, opt.max_windows);

@@ -172,6 +172,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   if (cfg.init_from == "resume") {
     out << "resuming training from " << cfg.out_dir << "\n";
     resumed = load_checkpoint(ckpt_path);
+    check_model_vocabulary(resumed.model_args.vocab_size, data_dir, "checkpoint " + ckpt_path);
     args = resumed_model_args(resumed, cfg, notices);
   } else {
     args = model_args_from(cfg, dataset_vocab_size(data_dir));
