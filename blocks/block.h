@@ -19,7 +19,9 @@ namespace dgpt {
 // The residual stream x between blocks. It is replicated ([B,T,C]) or, inside a run of blocks
 // that keep one stream per shard, per-shard: x_i = x0 + delta_i, with delta_i = prev_i + last_i
 // (last_i is the newest block's update). Converting between the two is where f and g happen:
-// entering the per-shard form applies f once, leaving it applies g once (SPEC §1 merges).
+// entering the per-shard form applies f once, leaving it applies g once (SPEC §1 merges). Inside
+// a ladder run the replicated stream lags by one sub-layer output (pending), added when a
+// later sub-layer or any other block reads the stream.
 class ResidualStream {
  public:
   ResidualStream(torch::Tensor x, TensorParallelGroup& group, bool mean_merge);
@@ -32,6 +34,13 @@ class ResidualStream {
   void add_per_shard(const torch::Tensor& z);
   // Replaces the replicated stream (a block that took replicated() and computed its output).
   void set_replicated(torch::Tensor x);
+  // The lagged stream of a ladder run (SPEC §1): what the next sub-layer reads, x_{m-2}, i.e. the
+  // replicated stream without the pending output of the previous sub-layer; entering the run
+  // (x_0 = x_{-1} = the input) if needed.
+  const torch::Tensor& ladder_input();
+  // Adds the pending sub-layer output to the lagged stream and makes `update` ([B,T,C], after g)
+  // the pending one: x_{m-2} <- x_{m-1}, pending <- the output of S_m.
+  void ladder_add(torch::Tensor update);
 
  private:
   void bring_streams_up_to_date();
@@ -42,6 +51,7 @@ class ResidualStream {
   torch::Tensor x_;      // replicated stream (x0 while per-shard)
   torch::Tensor streams_;  // x_i = f(x0) + prev_i + last_i (without last_i while stale)
   bool streams_stale_ = false;
+  torch::Tensor pending_;  // a ladder run's newest sub-layer output, not yet in x_ (undefined if none)
   torch::Tensor prev_;   // sum of per-shard updates before the newest block (undefined if none)
   torch::Tensor last_;   // the newest block's per-shard update (undefined if none)
 };
@@ -77,6 +87,11 @@ struct BlockType {
   // keeps per-shard streams costs nothing itself; its whole run costs one (at the merge).
   int64_t forward_allreduces = 0;
   bool keeps_shard_streams = false;
+  // Of forward_allreduces, how many may run while the next sub-layer computes (SPEC §3's 2d).
+  int64_t overlapping_allreduces = 0;
+  // Whether its sub-layers read the stream one update behind (ladder): ResidualStream keeps the
+  // newest sub-layer output pending and adds it before the next-but-one reads the stream.
+  bool lags_stream = false;
   // Whether the block has the replicated attn.c_proj.bias and mlp.c_proj.bias (when `bias`).
   bool c_proj_biases = true;
   // Whether it computes the same function at every tp_size (so its weights may be run, resumed

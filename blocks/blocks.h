@@ -7,5 +7,7 @@ namespace dgpt {
 BlockType tp_block_type();
 BlockType spd_block_type();
 BlockType parallel_block_type();
+BlockType neox_block_type();
+BlockType ladder_block_type();
 
 }  // namespace dgpt

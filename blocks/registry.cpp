@@ -10,6 +10,8 @@ const std::vector<BlockType>& registry() {
       tp_block_type(),
       spd_block_type(),
       parallel_block_type(),
+      neox_block_type(),
+      ladder_block_type(),
   };
   return types;
 }

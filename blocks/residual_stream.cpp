@@ -6,6 +6,10 @@ ResidualStream::ResidualStream(torch::Tensor x, TensorParallelGroup& group, bool
     : group_(group), mean_merge_(mean_merge), x_(std::move(x)) {}
 
 const torch::Tensor& ResidualStream::replicated() {
+  if (pending_.defined()) {  // a ladder run ends: x_{2k} = x_{2k-1} + the last sub-layer's output
+    x_ = x_ + pending_;
+    pending_ = torch::Tensor();
+  }
   if (!per_shard_) return x_;
   per_shard_ = false;
   streams_stale_ = false;
@@ -21,6 +25,7 @@ const torch::Tensor& ResidualStream::replicated() {
 
 torch::Tensor ResidualStream::per_shard() {
   if (!per_shard_) {
+    replicated();  // a ladder run before ends here
     streams_ = copy_to_shards(x_, group_);
     per_shard_ = true;
   }
@@ -45,8 +50,19 @@ void ResidualStream::bring_streams_up_to_date() {
 }
 
 void ResidualStream::set_replicated(torch::Tensor x) {
-  TORCH_CHECK(!per_shard_, "set_replicated inside the per-shard region");
+  TORCH_CHECK(!per_shard_ && !pending_.defined(), "set_replicated without reading the stream first");
   x_ = std::move(x);
+}
+
+const torch::Tensor& ResidualStream::ladder_input() {
+  if (per_shard_) replicated();  // a run of per-shard blocks before the ladder run merges first
+  return x_;
+}
+
+void ResidualStream::ladder_add(torch::Tensor update) {
+  TORCH_CHECK(!per_shard_, "ladder_add inside the per-shard region");
+  if (pending_.defined()) x_ = x_ + pending_;
+  pending_ = std::move(update);
 }
 
 }  // namespace dgpt

@@ -3,7 +3,8 @@ sampling tests compare dgpt with. Nothing here is taken from dgpt's C++ code.
 
 Every block type is computed the way SPEC §1 states it, shard by shard (tp: the dense block;
 spd: each shard's MLP sees its own partial attention; parallel: one stream per shard, merged at
-the run's end by 'sum' or 'mean'). Dropout follows the rule dgpt documents (src/model/dropout.h,
+the run's end by 'sum' or 'mean'; neox: attention and MLP of the same input, summed; ladder: each
+sub-layer reads the stream without its predecessor's output). Dropout follows the rule dgpt documents (src/model/dropout.h,
 README "Reproducibility"), implemented here again with numpy's uint64 arithmetic: a mask per
 replicated tensor, per shard of a shard-local tensor, and per attention head.
 
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
-SITE_EMBEDDING, SITE_ATTN_PROBS, SITE_ATTN_OUT, SITE_MLP_OUT = 0, 1, 2, 3
+SITE_EMBEDDING, SITE_ATTN_PROBS, SITE_ATTN_OUT, SITE_MLP_OUT, SITE_BLOCK_OUT = 0, 1, 2, 3, 4
 
 
 def splitmix64(z):
@@ -169,6 +170,21 @@ class SpecGPT:
                     x = x0 + sum(xs[i] - x0 for i in shards)
                 else:
                     x = sum(before) / self.N + sum(zs)
+            elif t == "neox":  # one dropout on the sum of both sub-layers (site 4, unit 0)
+                z = sum(self._attn(self._ln(x, p + "ln_1"), p, l, i) + self._mlp(self._ln(x, p + "ln_2"), p, i)
+                        for i in shards)
+                x = x + self._dropout(z + b_attn + b_mlp, SITE_BLOCK_OUT, l, 0)
+                l += 1
+            elif t == "ladder":  # x_m = x_{m-1} + drop(S_m(LN_m(x_{m-2})) + b_m), x_0 = x_{-1} = x
+                xs = [x, x]
+                while l < self.L and self.types[l] == "ladder":
+                    p = f"transformer.h.{l}."
+                    a = sum(self._attn(self._ln(xs[-2], p + "ln_1"), p, l, i) for i in shards)
+                    xs.append(xs[-1] + self._dropout(a + self._bias(p + "attn.c_proj.bias"), SITE_ATTN_OUT, l, 0))
+                    m = sum(self._mlp(self._ln(xs[-2], p + "ln_2"), p, i) for i in shards)
+                    xs.append(xs[-1] + self._dropout(m + self._bias(p + "mlp.c_proj.bias"), SITE_MLP_OUT, l, 0))
+                    l += 1
+                x = xs[-1]
             else:
                 raise ValueError(f"no reference for block type {t!r}")
         x = self._ln(x, "transformer.ln_f")

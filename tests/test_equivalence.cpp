@@ -128,6 +128,37 @@ torch::Tensor ref_loss(const Weights& w, const ModelArgs& a, const Batch& batch)
       }
       x = out;
       l = e;
+    } else if (type == "neox") {
+      // out = x + sum_i [A_i(ln_1(x)) + M_i(ln_2(x))] + b_attn + b_mlp
+      auto u = ref_layer_norm(x, w, p + "ln_1"), v = ref_layer_norm(x, w, p + "ln_2");
+      auto out = plus(plus(x, b_attn), b_mlp);
+      for (int64_t i = 0; i < N; ++i) out = out + ref_attn_shard(u, w, p, i, N, H) + ref_mlp_shard(v, w, p, i, N);
+      x = out;
+      ++l;
+    } else if (type == "ladder") {
+      // A run of k blocks = 2k sub-layers; x_m = x_{m-1} + S_m(LN_m(x_{m-2})) + b_m, x_0 = x_{-1} = x.
+      int64_t e = l;
+      while (e < L && a.block_types[size_t(e)] == "ladder") ++e;
+      std::vector<torch::Tensor> xs{x, x};  // x_{-1}, x_0
+      for (int64_t k = l; k < e; ++k) {
+        const std::string pk = prefix(k);
+        for (int sub = 0; sub < 2; ++sub) {
+          const auto& read = xs[xs.size() - 2];  // x_{m-2}
+          torch::Tensor s_m = torch::zeros_like(x);
+          if (sub == 0) {
+            auto u = ref_layer_norm(read, w, pk + "ln_1");
+            for (int64_t i = 0; i < N; ++i) s_m = s_m + ref_attn_shard(u, w, pk, i, N, H);
+            s_m = plus(s_m, opt_w(w, pk + "attn.c_proj.bias"));
+          } else {
+            auto u = ref_layer_norm(read, w, pk + "ln_2");
+            for (int64_t i = 0; i < N; ++i) s_m = s_m + ref_mlp_shard(u, w, pk, i, N);
+            s_m = plus(s_m, opt_w(w, pk + "mlp.c_proj.bias"));
+          }
+          xs.push_back(xs.back() + s_m);
+        }
+      }
+      x = xs.back();
+      l = e;
     } else {
       FAIL("unknown block type " << type);
     }
@@ -271,6 +302,45 @@ TEST_CASE("spd, parallel and mixed models match the per-shard reference of SPEC 
   CHECK(cases == int64_t(patterns.size()) * 8);
 }
 
+TEST_CASE("neox and ladder blocks match the per-shard reference of SPEC §1 at tp_size 1-6", "[equivalence][reference][neox][ladder]") {
+  // Tolerance: float64, loss and every dense gradient 1e-10 relative (max-abs measure). Both types
+  // compute the same function at every tp_size: each tp_size's model also equals tp_size 1's.
+  const double kTol = 1e-10;
+  const std::vector<Types> patterns = {
+      {"neox", "neox", "neox"},                                         // all neox
+      {"ladder", "ladder", "ladder"},                                   // one long ladder run
+      {"ladder"},                                                       // a lone ladder block
+      {"tp", "ladder", "tp"},                                           // lone ladder in the middle
+      {"ladder", "ladder", "spd", "parallel", "parallel"},              // ladder run at the start, next to parallel
+      {"parallel", "parallel", "ladder", "ladder"},                     // ladder run at the end, after parallel
+      {"neox", "ladder", "parallel", "spd", "tp", "ladder", "neox"},    // all five types
+  };
+  const int64_t B = 2, T = 8;
+  const Batch batch = random_batch(B, T, 50, 51);
+  int64_t seed = 1500;
+  for (const auto& types : patterns)
+    for (bool bias : {true, false}) {
+      const DenseState dense = perturbed_weights(dist_args(types, 1, 12, 24, bias, "sum", 50, T), ++seed);
+      const bool n_independent = std::all_of(types.begin(), types.end(),
+                                             [](const std::string& t) { return t == "neox" || t == "ladder" || t == "tp"; });
+      torch::Tensor loss_at_1;
+      for (int64_t N : {1, 2, 3, 4, 6}) {
+        const auto a = dist_args(types, N, 12, 24, bias, "sum", 50, T);
+        INFO("pattern " << join(types) << ", tp_size " << N << ", bias " << bias);
+        auto model = make_model(a, dense, torch::kDouble);
+        const auto loss = loss_and_grads(model, batch);
+        const auto ref = reference(dense, a, batch);
+        CHECK(rel_scalar(loss, ref.loss) <= kTol);
+        const auto cmp = compare_states(gathered_grads(model), ref.grads);
+        INFO(cmp.describe());
+        CHECK(cmp.problems.empty());
+        CHECK(cmp.worst <= kTol);
+        if (N == 1) loss_at_1 = loss;
+        if (n_independent) CHECK(rel_scalar(loss, loss_at_1) <= kTol);
+      }
+    }
+}
+
 TEST_CASE("the variants are different functions at tp_size > 1 (the reference checks are not vacuous)",
           "[equivalence][reference]") {
   // Tolerance: the losses must differ by more than 1e-8 relative (float64), far above rounding.
@@ -289,6 +359,10 @@ TEST_CASE("the variants are different functions at tp_size > 1 (the reference ch
   CHECK(rel_scalar(loss_of(run, 2, "sum"), loss_of(run, 2, "mean")) > 1e-8);
   CHECK(rel_scalar(loss_of(run, 2, "sum"), loss_of(run, 4, "sum")) > 1e-8);
   CHECK(rel_scalar(loss_of({"spd", "spd"}, 2, "sum"), loss_of({"spd", "spd"}, 4, "sum")) > 1e-8);
+  // neox and ladder are other architectures than tp (and than each other), whatever tp_size.
+  CHECK(rel_scalar(loss_of({"neox", "neox"}, 2, "sum"), loss_of({"tp", "tp"}, 2, "sum")) > 1e-8);
+  CHECK(rel_scalar(loss_of({"ladder", "ladder"}, 2, "sum"), loss_of({"tp", "tp"}, 2, "sum")) > 1e-8);
+  CHECK(rel_scalar(loss_of({"ladder", "ladder"}, 2, "sum"), loss_of({"neox", "neox"}, 2, "sum")) > 1e-8);
   // A lone parallel block: both merges are the same function (mean of N identical copies is x0).
   CHECK(rel_scalar(loss_of({"tp", "parallel", "tp"}, 4, "sum"), loss_of({"tp", "parallel", "tp"}, 4, "mean")) <= 1e-12);
 }
@@ -305,12 +379,14 @@ TEST_CASE("communication counts: tally of a training step equals SPEC §3 and th
       {"tp", "tp", "spd", "spd"},
       {"parallel", "parallel", "parallel", "spd", "spd", "tp", "parallel", "parallel"},
   };
+  patterns.push_back({"neox", "ladder", "ladder", "parallel", "ladder", "neox"});
+  patterns.push_back({"ladder"});
   std::mt19937 rng(20240601);
-  const std::vector<std::string> kinds = {"tp", "spd", "parallel"};
-  for (int k = 0; k < 40; ++k) {
+  const std::vector<std::string> kinds = {"tp", "spd", "parallel", "neox", "ladder"};
+  for (int k = 0; k < 60; ++k) {  // held-out patterns of all five types
     const int len = 1 + int(rng() % 8);
     Types t;
-    for (int j = 0; j < len; ++j) t.push_back(kinds[rng() % 3]);
+    for (int j = 0; j < len; ++j) t.push_back(kinds[rng() % kinds.size()]);
     patterns.push_back(t);
   }
   const int64_t B = 2, T = 8, C = 12;
@@ -318,17 +394,20 @@ TEST_CASE("communication counts: tally of a training step equals SPEC §3 and th
   int64_t index = 0;
   for (const auto& types : patterns) {
     ++index;
-    // SPEC §3, computed here: t tp blocks, s spd blocks, r maximal runs of parallel blocks.
-    int64_t t = 0, s = 0, p = 0, r = 0;
+    // SPEC §3, computed here: t tp blocks, s spd blocks, r maximal runs of parallel blocks, n neox
+    // blocks, d ladder blocks (2d of the forward all-reduces may overlap compute).
+    int64_t t = 0, s = 0, p = 0, r = 0, n = 0, d = 0;
     for (size_t l = 0; l < types.size(); ++l) {
       if (types[l] == "tp") ++t;
       if (types[l] == "spd") ++s;
+      if (types[l] == "neox") ++n;
+      if (types[l] == "ladder") ++d;
       if (types[l] == "parallel") {
         ++p;
         if (l == 0 || types[l - 1] != "parallel") ++r;
       }
     }
-    const int64_t want_allreduces = 2 * t + s + r;
+    const int64_t want_allreduces = 2 * t + s + r + n + 2 * d;
     for (int64_t N : {2, 3}) {
       const bool bias = index % 2 == 0;
       const auto dtype = (index + N) % 2 == 0 ? torch::kFloat : torch::kDouble;
@@ -341,13 +420,13 @@ TEST_CASE("communication counts: tally of a training step equals SPEC §3 and th
       const auto& tally = model->group().tally();
 
       // Replicated params used in the shard region: spd: ln_1, ln_2 (weight [+ bias]) and the
-      // attention c_proj bias; parallel: ln_1, ln_2.
-      const int64_t want_sync_numel = s * C * (bias ? 5 : 2) + p * C * (bias ? 4 : 2);
+      // attention c_proj bias; parallel and neox: ln_1, ln_2.
+      const int64_t want_sync_numel = s * C * (bias ? 5 : 2) + (p + n) * C * (bias ? 4 : 2);
       CHECK(tally.count_of(CommKind::ForwardAllReduce) == want_allreduces);
       CHECK(tally.count_of(CommKind::BackwardAllReduce) == want_allreduces);
       CHECK(tally.bytes_of(CommKind::ForwardAllReduce) == want_allreduces * B * T * C * elem);
       CHECK(tally.bytes_of(CommKind::BackwardAllReduce) == want_allreduces * B * T * C * elem);
-      CHECK(tally.count_of(CommKind::ReplicatedGradSync) == (s + p > 0 ? 1 : 0));
+      CHECK(tally.count_of(CommKind::ReplicatedGradSync) == (s + p + n > 0 ? 1 : 0));
       CHECK(tally.bytes_of(CommKind::ReplicatedGradSync) == want_sync_numel * elem);
       CHECK(tally.count_of(CommKind::GradNormAllReduce) == 1);
       CHECK(tally.bytes_of(CommKind::GradNormAllReduce) == 8);
@@ -363,9 +442,14 @@ TEST_CASE("communication counts: tally of a training step equals SPEC §3 and th
       CHECK(plan.grad_norm_bytes == tally.bytes_of(CommKind::GradNormAllReduce));
       CHECK(plan.collectives_per_step() == tally.total_count());
       CHECK(plan.bytes_per_step() == tally.total_bytes());
-      int64_t row_sum = 0;
-      for (auto& row : plan.rows) row_sum += row.forward_allreduce;
+      int64_t row_sum = 0, overlapping = 0;
+      for (auto& row : plan.rows) {
+        row_sum += row.forward_allreduce;
+        overlapping += row.overlapping_allreduce;
+      }
       CHECK(row_sum == want_allreduces);
+      CHECK(overlapping == 2 * d);
+      CHECK(plan.overlapping_allreduce == 2 * d);
     }
   }
   SECTION("tp_size 1 communicates nothing") {

@@ -29,6 +29,8 @@ BASE = ["--device=cpu", "--dataset=shakespeare_char", "--n_layer=6", "--n_head=4
         f"--max_iters={STEPS}", f"--eval_interval={STEPS}", "--always_save_checkpoint=True",
         "--save_initial_weights=True", "--comm_timeout=60", "--seed=4242"]
 MIXED = "['parallel','tp','spd','parallel','parallel','parallel']"  # a lone run at the start, a long one at the end
+FIVE = "['ladder','ladder','parallel','neox','spd','tp']"  # all five: a ladder run at the start, next to parallel
+FIVE_END = "['tp','parallel','parallel','neox','spd','ladder']"  # and a lone ladder block at the end
 TOL = {"float64": 1e-10, "float32": 1e-5}
 # Moments whose reference norm is below this are compared absolutely: the key bias of attention has
 # an analytically zero gradient (softmax ignores a constant per row), so its moments are rounding noise.
@@ -115,6 +117,15 @@ def suite_sim():
     compare("mixed4", ["--model_type=distributed_gpt", "--tp_size=4", f"--block_types={MIXED}"])
     compare("mixed2_nobias", ["--model_type=distributed_gpt", "--tp_size=2", f"--block_types={MIXED}",
                               "--bias=False"])
+    neox = compare("neox4", ["--model_type=distributed_gpt", "--tp_size=4", "--block_types=['neox']*6"])
+    ladder = compare("ladder2", ["--model_type=distributed_gpt", "--tp_size=2", "--block_types=['ladder']*6"])
+    compare("five4", ["--model_type=distributed_gpt", "--tp_size=4", f"--block_types={FIVE}"])
+    # neox and ladder compute the same function at every tp_size (their masks are per replicated tensor)
+    for name, run4, types in [("neox", neox, "['neox']*6"), ("ladder", ladder, "['ladder']*6")]:
+        run1, _ = dgpt_train(f"{name}1", ["--model_type=distributed_gpt", "--tp_size=1", f"--block_types={types}",
+                                          "--dtype=float64"])
+        err = max(abs(a["loss"] - b["loss"]) / b["loss"] for a, b in zip(run4, run1))
+        check(err <= 1e-10, f"{name} at another tp_size vs tp_size 1: losses differ by {err:.2e}")
 
 
 def suite_gloo():
@@ -125,6 +136,9 @@ def suite_gloo():
                                "--parallel_merge=mean"], nproc=2)
     # the hybrid: 2 processes of 2 shards each, so shard masks are drawn for shards 2, 3 by rank 1
     compare("mixed4", ["--model_type=distributed_gpt", "--tp_size=4", f"--block_types={MIXED}"], nproc=2)
+    compare("neox2", ["--model_type=distributed_gpt", "--tp_size=2", "--block_types=['neox']*6"], nproc=2)
+    compare("ladder2", ["--model_type=distributed_gpt", "--tp_size=2", "--block_types=['ladder']*6"], nproc=2)
+    compare("five4", ["--model_type=distributed_gpt", "--tp_size=4", f"--block_types={FIVE_END}"], nproc=2)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t 
   for (int64_t l = 0; l < args.n_layer; ++l) {
     const std::string& type = args.block_types[size_t(l)];
     const int64_t n = communicates ? per_block[size_t(l)] : 0;
-    plan.rows.push_back({l, type, n, n});  // every g has its f: f's backward mirrors g's forward
+    const int64_t overlapping = communicates ? block_type(type).overlapping_allreduces : 0;
+    plan.rows.push_back({l, type, n, n, overlapping});  // every g has its f: f's backward mirrors g's forward
     plan.forward_allreduce += n;
+    plan.overlapping_allreduce += overlapping;
     plan.backward_allreduce += n;
     if (communicates) replicated_numel += block_type(type).replicated_grad_sync_numel(args);
   }

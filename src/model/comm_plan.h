@@ -13,12 +13,14 @@ struct CommPlan {
     int64_t layer;
     std::string type;
     int64_t forward_allreduce, backward_allreduce;
+    int64_t overlapping_allreduce = 0;  // of the forward ones, those that may run during the next sub-layer
   };
   std::vector<Row> rows;
   int64_t tp_size = 1;
   int64_t micro_steps = 1;
   // Per micro-step: forward (g) and backward (f) all-reduces, each of activation_bytes.
   int64_t forward_allreduce = 0, backward_allreduce = 0;
+  int64_t overlapping_allreduce = 0;  // of forward_allreduce (SPEC §3: the 2d of ladder blocks)
   int64_t activation_bytes = 0;
   // Per optimizer step.
   int64_t replicated_grad_sync = 0, replicated_grad_bytes = 0;

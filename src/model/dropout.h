@@ -26,7 +26,8 @@
 
 namespace dgpt {
 
-enum class DropoutSite : uint64_t { Embedding = 0, AttentionProbs = 1, AttentionOutput = 2, MlpOutput = 3 };
+// BlockOutput: the one dropout of a block whose sub-layers are summed before it (neox).
+enum class DropoutSite : uint64_t { Embedding = 0, AttentionProbs = 1, AttentionOutput = 2, MlpOutput = 3, BlockOutput = 4 };
 
 // The step key of the current micro-step, shared by the model and its blocks.
 struct DropoutKey {
