@@ -42,7 +42,7 @@ PyValue strs(const std::vector<std::string>& items) {
   return PyValue{list};
 }
 
-const std::vector<std::string> kKnownBlockTypes = {"tp", "spd", "parallel"};
+const std::vector<std::string> kKnownBlockTypes = {"tp", "spd", "parallel", "neox", "ladder"};
 
 // The message of the UserError that `f` throws (fails the test if it throws none).
 template <class Fn>
@@ -105,6 +105,8 @@ int64_t forward_all_reduces(const std::vector<std::string>& block_types) {
     if (block_types[i] == "tp") count += 2;
     if (block_types[i] == "spd") count += 1;
     if (block_types[i] == "parallel" && (i == 0 || block_types[i - 1] != "parallel")) count += 1;
+    if (block_types[i] == "neox") count += 1;
+    if (block_types[i] == "ladder") count += 2;
   }
   return count;
 }

@@ -107,7 +107,10 @@ std::vector<Pattern> patterns() {
           {{"parallel", "parallel", "parallel"}, "mean"},
           {{"tp", "spd", "parallel", "parallel"}, "sum"},
           {{"parallel", "tp", "parallel"}, "mean"},
-          {{"parallel", "tp", "parallel"}, "sum"}};
+          {{"parallel", "tp", "parallel"}, "sum"},
+          {{"neox", "neox"}, "sum"},
+          {{"ladder", "ladder", "ladder"}, "sum"},  // one ladder run: its pending update at every step
+          {{"ladder", "parallel", "neox", "ladder"}, "sum"}};
 }
 
 TEST_CASE("KV cache: cached logits equal full recompute for every block type, mix, bias and tp_size", "[kv_cache]") {

@@ -63,12 +63,17 @@ class C10dCollectives : public Collectives {
 }  // namespace
 
 std::shared_ptr<Collectives> make_gloo_collectives(c10::intrusive_ptr<c10d::Store> store, int64_t rank, int64_t size,
-                                                   std::chrono::milliseconds timeout, const std::string& host,
+                                                   std::chrono::milliseconds timeout, const std::string& master_addr,
                                                    int64_t world_rank) {
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   const std::string ifname = env_or("GLOO_SOCKET_IFNAME", "");
-  options->devices.push_back(!ifname.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
-                                             : c10d::ProcessGroupGloo::createDeviceForHostname(host));
+  // Not the master's address on every rank: on another machine that address is not ours to bind.
+  const bool loopback = master_addr == "localhost" || master_addr.rfind("127.", 0) == 0 || master_addr == "::1";
+  options->devices.push_back(
+      !ifname.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+      : loopback      ? c10d::ProcessGroupGloo::createDeviceForHostname(master_addr == "localhost" ? "127.0.0.1"
+                                                                                                   : master_addr)
+                      : c10d::ProcessGroupGloo::createDefaultDevice());
   options->threads = 1;
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, int(rank), int(size), options);
   return std::make_shared<C10dCollectives<c10d::ProcessGroupGloo>>(pg, rank, size, timeout, world_rank);

@@ -26,10 +26,11 @@ class Collectives {
 
 // A group of one process: nothing to send.
 std::shared_ptr<Collectives> make_solo_collectives();
-// c10d's ProcessGroupGloo over `store` (rank of size), bounded by `timeout`; `host` is this
-// machine's address for Gloo's device (GLOO_SOCKET_IFNAME, when set, names the interface).
+// c10d's ProcessGroupGloo over `store` (rank of size), bounded by `timeout`. Gloo's device: the
+// interface GLOO_SOCKET_IFNAME names; else loopback when `master_addr` is loopback (every rank on
+// this machine); else, as PyTorch, the address this machine's hostname resolves to.
 std::shared_ptr<Collectives> make_gloo_collectives(c10::intrusive_ptr<c10d::Store> store, int64_t rank, int64_t size,
-                                                   std::chrono::milliseconds timeout, const std::string& host,
+                                                   std::chrono::milliseconds timeout, const std::string& master_addr,
                                                    int64_t world_rank);
 #ifdef DGPT_WITH_NCCL
 // c10d's ProcessGroupNCCL: one GPU per rank.

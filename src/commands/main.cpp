@@ -11,6 +11,7 @@
 #include "blocks/block.h"
 #include "commands/comms.h"
 #include "config/config.h"
+#include "files/atomic_file.h"
 #include "run/process_mesh.h"
 #include "run/generate.h"
 #include "run/launch.h"
@@ -49,7 +50,8 @@ SplitArgs split_overrides(int argc, char** argv, const CLI::App& app) {
 }
 
 void print_effective_config(const std::vector<std::pair<std::string, PyValue>>& items) {
-  std::cout << "effective config:\n" << format_config(items) << std::flush;
+  std::cout << "effective config:\n" << format_config(items);
+  flush_checked(std::cout, "the training log (stdout)");  // the first write of the log: say why it fails
 }
 
 // The value of a numeric command-line option lies in its range, or a UserError names the option,
@@ -256,8 +258,12 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  install_signal_handlers();  // SIGXFSZ ignored; SIGINT/SIGTERM leave no temporary file behind
   try {
     return run(argc, argv);
+  } catch (const Interrupted& e) {  // a training run that stopped on SIGINT/SIGTERM (it said so)
+    std::cout.flush();
+    return 128 + e.signal;
   } catch (const UserError& e) {
     std::cout.flush();
     std::cerr << "error: " << e.what() << "\n";

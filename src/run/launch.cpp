@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,7 +29,7 @@ std::atomic<int> g_forward_signal{0};
 void on_signal(int sig) { g_forward_signal = sig; }
 
 int free_loopback_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw UserError(std::string("cannot open a socket: ") + std::strerror(errno));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -101,12 +102,21 @@ int launch(const LaunchOptions& opt, const std::vector<std::string>& args) {
   ::sigaction(SIGTERM, &sa, nullptr);
 
   std::vector<Rank> ranks(size_t(opt.nproc));
+  const pid_t launcher = ::getpid();
   for (int i = 0; i < opt.nproc; ++i) {
     int fds[2];
-    if (::pipe(fds) != 0) throw UserError(std::string("pipe: ") + std::strerror(errno));
+    // O_CLOEXEC: rank j > i must not inherit rank i's read end. A rank whose pipe another rank
+    // also holds open would block on a full pipe (instead of getting EPIPE) once the launcher is gone.
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw UserError(std::string("pipe: ") + std::strerror(errno));
     const pid_t pid = ::fork();
     if (pid < 0) throw UserError(std::string("fork: ") + std::strerror(errno));
     if (pid == 0) {
+      // A rank dies with its launcher (even one killed by SIGKILL, which cannot forward anything):
+      // orphaned ranks would otherwise train on, or wait comm_timeout in a collective, holding the
+      // port and the checkpoint. SIGKILL, because a rank with nobody to report to has nothing to
+      // finish (checkpoints are written to a temporary file and renamed). The flag survives execv;
+      // checking getppid() afterwards closes the race of a launcher that died before prctl.
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != launcher) ::_exit(1);
       ::setpgid(0, 0);  // Ctrl-C reaches the launcher, which forwards it: one signal per rank
       ::dup2(fds[1], STDOUT_FILENO);
       ::dup2(fds[1], STDERR_FILENO);
@@ -130,7 +140,9 @@ int launch(const LaunchOptions& opt, const std::vector<std::string>& args) {
     ranks[size_t(i)].pid = pid;
     ranks[size_t(i)].out_fd = fds[0];
   }
-  std::cout << "launch: " << opt.nproc << " ranks, rendezvous on 127.0.0.1:" << port << "\n" << std::flush;
+  std::cout << "launch: " << opt.nproc << " ranks (pids";
+  for (const auto& r : ranks) std::cout << " " << r.pid;
+  std::cout << "), rendezvous on 127.0.0.1:" << port << "\n" << std::flush;
 
   int failed_rank = -1;
   auto failure_time = std::chrono::steady_clock::now();

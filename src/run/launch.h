@@ -15,6 +15,8 @@ struct LaunchOptions {
 // Runs `args` (a dgpt command line without the program name) as ranks 0..nproc-1 with RANK,
 // LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set. Returns 0 when every
 // rank succeeds, else the exit code of the first rank that failed (after stopping the others).
+// The ranks die with the launcher, however it ends (PR_SET_PDEATHSIG), and hold no descriptor
+// of one another's.
 int launch(const LaunchOptions& opt, const std::vector<std::string>& args);
 
 }  // namespace dgpt

@@ -14,15 +14,27 @@
 
 namespace dgpt {
 
-// Where this process stands, from the variables torchrun and `dgpt launch` set. Without them a
-// run is one process (rank 0 of 1).
+// Where this process stands, from the variables torchrun and `dgpt launch` set (RANK, WORLD_SIZE,
+// LOCAL_RANK, MASTER_ADDR, MASTER_PORT), or, without RANK, Slurm's (SLURM_PROCID, SLURM_NTASKS,
+// SLURM_LOCALID; MASTER_ADDR defaults to the first host of SLURM_JOB_NODELIST, MASTER_PORT to
+// slurm_master_port). Without either a run is one process (rank 0 of 1). Under torchrun the
+// process is also tied to the agent's life (PR_SET_PDEATHSIG), which torchrun does not do itself.
 struct LaunchEnv {
   int64_t rank = 0, world = 1, local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   bool agent_store = false;  // torchrun already serves the TCPStore on MASTER_PORT
+  std::string store_prefix;  // of the keys in the agent's store: "/worker/attempt_<restart>"
+  std::string world_var = "WORLD_SIZE";  // the variable the world size came from, for messages
 };
 LaunchEnv read_launch_env();
+
+// The first host of a Slurm hostlist: "node[01-04,07],gpu1" -> "node01", "a1,b2" -> "a1",
+// "gpu-[3-5]" -> "gpu-3", "r[1-2]-n[08-09]" -> "r1-n08". Throws UserError on a malformed list.
+std::string first_slurm_host(const std::string& nodelist);
+// MASTER_PORT under Slurm when it is unset: 20000 + SLURM_JOB_ID % 10000 (29500 without a job id),
+// so that two jobs sharing a node rarely collide.
+int slurm_master_port(const std::string& job_id);
 
 // The process mesh of a run: the tensor-parallel group (W consecutive ranks) and the
 // data-parallel group (ranks with the same position in their TP group).

@@ -7,7 +7,7 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
+#include <optional>
 #include <ostream>
 
 #include "blocks/block.h"
@@ -104,6 +104,10 @@ void all_reduce_data_parallel_grads(const std::vector<ParamSlot>& slots, Collect
   }
 }
 
+// The log is flushed at every line, and the flush checked: a log redirected to a file loses no
+// line when the run stops, and a full disk stops the run with an error instead of going unnoticed.
+void flush_log(std::ostream& out) { flush_checked(out, "the training log (stdout)"); }
+
 }  // namespace
 
 torch::Tensor OptimizerStep::operator()(int64_t iter, double lr, int64_t first_micro, int64_t micro_count,
@@ -158,6 +162,13 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   RankStreams streams(mesh.is_main(), main_out, main_notices);  // rank 0 logs, evaluates aloud and saves
   std::ostream& out = streams.out;
   std::ostream& notices = streams.notices;
+  // One run per out_dir: the process that writes it (rank 0) holds its lock until it ends.
+  std::optional<OutDirLock> out_dir_lock;
+  if (mesh.is_main()) {
+    make_dirs(cfg.out_dir);
+    out_dir_lock.emplace(cfg.out_dir);
+  }
+  GracefulStop stop;  // SIGINT/SIGTERM stop the run at the next safe point (see stop_if_asked)
   const torch::Device device =
       device_for_rank(resolve_device(cfg.device, cfg.device_was_set, notices), cfg, launch_env);
   const Precision precision = resolve_precision(cfg.dtype, device, notices);
@@ -217,20 +228,30 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
                      "{} other collectives, {} in all\n",
                      plan.forward_allreduce, plan.backward_allreduce, plan.micro_steps,
                      plan.replicated_grad_sync + plan.grad_norm_allreduce, human_bytes(double(plan.bytes_per_step())));
-  out.flush();
+  flush_log(out);
 
-  std::ofstream metrics;
-  if (mesh.is_main()) {
-    make_dirs(cfg.out_dir);
-    metrics.open(cfg.out_dir + "/metrics.jsonl", cfg.init_from == "resume" ? std::ios::app : std::ios::trunc);
-    if (!metrics) throw UserError("cannot write " + cfg.out_dir + "/metrics.jsonl");
-  }
+  LineFile metrics;
+  if (mesh.is_main()) metrics.open(cfg.out_dir + "/metrics.jsonl", /*append=*/cfg.init_from == "resume");
   auto emit = [&](const nlohmann::json& event) {
-    if (mesh.is_main()) metrics << event.dump() << "\n" << std::flush;
+    if (mesh.is_main()) metrics.write_line(event.dump());
   };
   const bool progress = mesh.is_main() && ::isatty(STDOUT_FILENO);
   auto clear_progress = [&] {
     if (progress) out << "\r\033[K";
+  };
+  // A safe point: between steps, with every file whole (metrics and log lines are written whole,
+  // checkpoints renamed into place). A stop requested by a signal ends the run here.
+  int64_t ckpt_iter = cfg.init_from == "resume" ? iter_num : -1;  // what ckpt_path holds
+  auto stop_if_asked = [&] {
+    const int sig = stop.requested();
+    if (!sig) return;
+    clear_progress();
+    out << fmt::format("interrupted by {} at iter {}: stopped cleanly, {}\n", signal_name(sig), iter_num,
+                       ckpt_iter >= 0 ? fmt::format("{} holds iter {}", ckpt_path, ckpt_iter)
+                                      : std::string("no checkpoint saved"));
+    flush_log(out);
+    metrics.close();
+    throw Interrupted(sig);
   };
 
   const auto run_start = Clock::now();
@@ -238,6 +259,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   auto t0 = Clock::now();
   int64_t timed_iters = 0;  // iterations since t0: the log line reports their mean time
   while (true) {
+    stop_if_asked();
     const double lr = learning_rate_at(cfg, iter_num);
 
     if (iter_num % cfg.eval_interval == 0 || cfg.eval_only) {
@@ -245,6 +267,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
       clear_progress();
       out << fmt::format("step {}: train loss {:.4f}, val loss {:.4f}\n", iter_num, train_loss, val_loss);
       emit({{"event", "eval"}, {"iter", iter_num}, {"train_loss", train_loss}, {"val_loss", val_loss}, {"lr", lr}});
+      flush_log(out);
       auto save = [&](const std::string& path, double best) {
         Checkpoint ckpt;  // every rank gathers its TP group's shards; rank 0 writes
         ckpt.model_args = args;
@@ -259,17 +282,21 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
       };
       if (iter_num == 0 && cfg.save_initial_weights && cfg.init_from != "resume") {
         out << "saving the initial weights to " << cfg.out_dir << "/init.pt\n";
+        flush_log(out);
         save(cfg.out_dir + "/init.pt", best_val_loss);
       }
       if (val_loss < best_val_loss || cfg.always_save_checkpoint) {
         best_val_loss = val_loss;
         if (iter_num > 0) {
           out << "saving checkpoint to " << cfg.out_dir << "\n";
+          flush_log(out);
           save(ckpt_path, best_val_loss);
+          ckpt_iter = iter_num;
         }
       }
       t0 = Clock::now();  // evaluation time is not iteration time
       timed_iters = 0;
+      stop_if_asked();
     }
     if (cfg.eval_only) break;
 
@@ -315,6 +342,7 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
         event[kind + "_ms"] = step.seconds[size_t(k)] * 1e3;
       }
       emit(event);
+      flush_log(out);
       t0 = Clock::now();
       timed_iters = 0;
     }
@@ -331,6 +359,8 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   clear_progress();
   out << fmt::format("done: {} iterations, best val loss {:.4f}, {} in all\n", iter_num - first_iter, best_val_loss,
                      human_duration(seconds_since(run_start)));
+  flush_log(out);
+  metrics.close();
 }
 
 }  // namespace dgpt
