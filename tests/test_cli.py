@@ -233,7 +233,8 @@ def suite_checkpoint():
         check(abs(float(value) - ref) <= 1e-5 * ref, f"eval at tp_size {tp}: {value} vs Python reference {ref}")
 
     # the checkpoint is replaced atomically: the temporary file never stays behind
-    check(sorted(os.listdir(os.path.join(WORK, "tp4"))) == ["ckpt.pt", "metrics.jsonl"], "out_dir contents")
+    # (train.lock is the one-run-per-out_dir lock, kept so the next run can take it)
+    check(sorted(os.listdir(os.path.join(WORK, "tp4"))) == ["ckpt.pt", "metrics.jsonl", "train.lock"], "out_dir contents")
     # a truncated checkpoint is a clear error
     data = open(path, "rb").read()
     open(path, "wb").write(data[: len(data) // 2])

@@ -600,7 +600,7 @@ TEST_CASE("validate: cross-key checks with clear messages", "[config]") {
   CHECK_THAT(validation_error({"--block_types=['tp'] * 3"}),
              Contains("block_types has 3 entries") && Contains("n_layer is 12") && Contains("['tp', 'tp', 'tp']"));
   CHECK_THAT(validation_error({"--model_type=distributed_gpt", "--n_layer=2", "--block_types=['tp', 'moe']"}),
-             Contains("unknown block type 'moe'") && Contains("['tp', 'spd', 'parallel']"));
+             Contains("unknown block type 'moe'") && Contains("['tp', 'spd', 'parallel', 'neox', 'ladder']"));
   CHECK_THAT(validation_error({"--model_type=distributed_gpt", "--tp_size=5"}),
              Contains("n_head (12)") && Contains("tp_size (5)"));
   // n_head % tp_size == 0 but 4*n_embd % tp_size != 0 (n_embd % n_head is checked after these two).
