@@ -38,9 +38,12 @@ class ResidualStream {
   // replicated stream without the pending output of the previous sub-layer; entering the run
   // (x_0 = x_{-1} = the input) if needed.
   const torch::Tensor& ladder_input();
-  // Adds the pending sub-layer output to the lagged stream and makes `update` ([B,T,C], after g)
-  // the pending one: x_{m-2} <- x_{m-1}, pending <- the output of S_m.
-  void ladder_add(torch::Tensor update);
+  // Adds the pending sub-layer output to the lagged stream and makes S_m's the pending one:
+  // x_{m-2} <- x_{m-1}, pending <- finish(the g of S_m). The g may still be in flight (SPEC §2):
+  // it is waited for, and `finish` (bias, dropout: [B,T,C] -> [B,T,C]) applied, only when a later
+  // sub-layer's ladder_add or any other reader needs x_m.
+  using Finish = std::function<torch::Tensor(const torch::Tensor&)>;
+  void ladder_add(PendingReduce update, Finish finish);
 
  private:
   void bring_streams_up_to_date();
@@ -51,7 +54,10 @@ class ResidualStream {
   torch::Tensor x_;      // replicated stream (x0 while per-shard)
   torch::Tensor streams_;  // x_i = f(x0) + prev_i + last_i (without last_i while stale)
   bool streams_stale_ = false;
-  torch::Tensor pending_;  // a ladder run's newest sub-layer output, not yet in x_ (undefined if none)
+  void add_pending();  // x_ <- x_ + the pending sub-layer output (waiting for its g), if any
+  // A ladder run's newest sub-layer output, not yet in x_ (pending_finish_ empty if none).
+  PendingReduce pending_;
+  Finish pending_finish_;
   torch::Tensor prev_;   // sum of per-shard updates before the newest block (undefined if none)
   torch::Tensor last_;   // the newest block's per-shard update (undefined if none)
 };

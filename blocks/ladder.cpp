@@ -4,7 +4,8 @@
 //   x_m = x_{m-1} + drop(S_m(LN_m(x_{m-2})) + b_m),
 // and the run's output is x_{2k}: each sub-layer reads the stream without its predecessor's output,
 // so the all-reduce of S_m may be in flight while S_{m+1} computes; ResidualStream holds it as the
-// pending update and adds it before S_{m+2} reads x_m, or at the run's end. Two all-reduces forward,
+// pending update and adds it before S_{m+2} reads x_m, or at the run's end. In a real run that g is
+// asynchronous (SPEC §2): waited for only there. Two all-reduces forward,
 // two backward per block, as tp; the same function at every tp_size (LayerNorms on the replicated
 // stream, before f). Dropout as tp's: each sub-layer's output after g (bias included), unit 0.
 #include "blocks/blocks.h"
@@ -23,12 +24,15 @@ class LadderBlock : public ShardedBlock {
   void forward(ResidualStream& stream, LayerKVCache* cache) override {
     // S_{2j-1}: the attention reads x_{m-2} (the pending update is the previous sub-layer's output).
     auto a = w_->attn->forward_summed(copy_to_shards(w_->ln_1(stream.ladder_input()), group_), cache);
-    stream.ladder_add(dropout_.replicated(add_bias(reduce_from_shards(a, group_), w_->attn_bias),
-                                          DropoutSite::AttentionOutput, is_training()));  // [B, T, C]
+    // Its g stays in flight while the MLP computes; bias and dropout follow the wait.
+    stream.ladder_add(reduce_from_shards_async(a, group_), [this](const torch::Tensor& u) {
+      return dropout_.replicated(add_bias(u, w_->attn_bias), DropoutSite::AttentionOutput, is_training());
+    });  // [B, T, C]
     // S_{2j}: the MLP reads the stream without the attention's output, which is pending now.
     auto m = w_->mlp->forward_summed(copy_to_shards(w_->ln_2(stream.ladder_input()), group_));
-    stream.ladder_add(dropout_.replicated(add_bias(reduce_from_shards(m, group_), w_->mlp_bias),
-                                          DropoutSite::MlpOutput, is_training()));  // [B, T, C]
+    stream.ladder_add(reduce_from_shards_async(m, group_), [this](const torch::Tensor& u) {
+      return dropout_.replicated(add_bias(u, w_->mlp_bias), DropoutSite::MlpOutput, is_training());
+    });  // [B, T, C]
   }
 };
 

@@ -1,15 +1,20 @@
 #include "blocks/block.h"
 
+#include <utility>
+
 namespace dgpt {
 
 ResidualStream::ResidualStream(torch::Tensor x, TensorParallelGroup& group, bool mean_merge)
     : group_(group), mean_merge_(mean_merge), x_(std::move(x)) {}
 
+void ResidualStream::add_pending() {
+  if (!pending_finish_) return;
+  x_ = x_ + std::exchange(pending_finish_, nullptr)(pending_.result());
+  pending_ = PendingReduce();
+}
+
 const torch::Tensor& ResidualStream::replicated() {
-  if (pending_.defined()) {  // a ladder run ends: x_{2k} = x_{2k-1} + the last sub-layer's output
-    x_ = x_ + pending_;
-    pending_ = torch::Tensor();
-  }
+  add_pending();  // a ladder run ends: x_{2k} = x_{2k-1} + the last sub-layer's output
   if (!per_shard_) return x_;
   per_shard_ = false;
   streams_stale_ = false;
@@ -50,7 +55,7 @@ void ResidualStream::bring_streams_up_to_date() {
 }
 
 void ResidualStream::set_replicated(torch::Tensor x) {
-  TORCH_CHECK(!per_shard_ && !pending_.defined(), "set_replicated without reading the stream first");
+  TORCH_CHECK(!per_shard_ && !pending_finish_, "set_replicated without reading the stream first");
   x_ = std::move(x);
 }
 
@@ -59,10 +64,11 @@ const torch::Tensor& ResidualStream::ladder_input() {
   return x_;
 }
 
-void ResidualStream::ladder_add(torch::Tensor update) {
+void ResidualStream::ladder_add(PendingReduce update, Finish finish) {
   TORCH_CHECK(!per_shard_, "ladder_add inside the per-shard region");
-  if (pending_.defined()) x_ = x_ + pending_;
+  add_pending();  // S_{m-1}'s g, in flight while S_m computed and issued its own
   pending_ = std::move(update);
+  pending_finish_ = std::move(finish);
 }
 
 }  // namespace dgpt

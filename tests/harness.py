@@ -5,8 +5,11 @@ A script is run as `SCRIPT.py DGPT_BINARY SUITE`, defines `suite_<name>()` funct
 the exit code is 1 if any failed (77, ctest's skip code, is for suites that cannot run here, and
 only outside CI: with CI=true, `skip` fails).
 """
+import json
 import os
+import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -53,15 +56,50 @@ def run_dgpt(*args, expect=0, cwd=None, env=None, timeout=600):
     return p
 
 
+def check_one_error(returncode, stderr, what, *needles, code=2):
+    """A failed run: exit `code`, one `error:` line on stderr holding every needle, no stack trace."""
+    err = stderr.strip()
+    check(returncode == code, f"{what}: exit {returncode}, expected {code} ({err[:500]})")
+    check(err.startswith("error: ") and len(err.splitlines()) == 1, f"{what}: expected one 'error:' line, got {err[:2000]!r}")
+    check("Traceback" not in stderr and "Exception raised from" not in stderr, f"{what}: stack trace")
+    for n in needles:
+        check(n in err, f"{what}: message {err[:1000]!r} lacks {n!r}")
+
+
 def error_case(args, *needles, code=2, **run_kw):
     """dgpt ARGS fails with exit `code` and one `error:` line holding every needle, no stack trace."""
     p = run_dgpt(*args, expect=None, **run_kw)
-    err = p.stderr.strip()
-    check(p.returncode == code, f"{args}: exit {p.returncode}, expected {code} ({err})")
-    check(err.startswith("error: ") and len(err.splitlines()) == 1, f"{args}: expected one 'error:' line, got {err!r}")
-    check("Traceback" not in p.stderr and "Exception raised from" not in p.stderr, f"{args}: stack trace")
-    for n in needles:
-        check(n in err, f"{args}: message {err!r} lacks {n!r}")
+    check_one_error(p.returncode, p.stderr, args, *needles, code=code)
+
+
+def prepare_shakespeare_char():
+    """data/shakespeare_char/{train,val}.bin and meta.json in WORK, from the shipped text (once per suite)."""
+    text = shakespeare_text()
+    if not os.path.exists(os.path.join(WORK, "data/shakespeare_char/train.bin")):
+        run_dgpt("prepare", "shakespeare_char", "--input", text)
+
+
+def metrics(out_dir, event="train"):
+    """The events of one kind in out_dir/metrics.jsonl (out_dir relative to WORK)."""
+    with open(os.path.join(WORK, out_dir, "metrics.jsonl")) as f:
+        return [e for e in map(json.loads, f) if e["event"] == event]
+
+
+def losses(out_dir):
+    """{iter: loss} of the train events in out_dir/metrics.jsonl."""
+    return {e["iter"]: e["loss"] for e in metrics(out_dir)}
+
+
+def free_port(lo=0, hi=0):
+    """A loopback port nobody listens on: any (lo = 0), or one in [lo, hi)."""
+    for candidate in ([0] if lo == 0 else random.sample(range(lo, hi), 200)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise AssertionError(f"no free port in [{lo}, {hi})")
 
 
 def main(namespace):

@@ -12,24 +12,13 @@ import shutil
 import subprocess
 import sys
 
-from harness import DGPT, SHAKESPEARE, WORK, check, error_case, main, shakespeare_text, skip
+from harness import DGPT, SHAKESPEARE, WORK, check, error_case, losses, main, metrics, prepare_shakespeare_char, skip
 from harness import run_dgpt as run
 
 # A model small enough that a run of a dozen iterations takes seconds on 2 cores.
 TINY = ["--device=cpu", "--dataset=shakespeare_char", "--n_layer=4", "--n_head=4", "--n_embd=32",
         "--block_size=32", "--batch_size=4", "--eval_iters=2", "--warmup_iters=2", "--learning_rate=3e-3",
         "--lr_decay_iters=20", "--min_lr=3e-4"]
-
-
-def prepare():
-    shakespeare_text()  # the shipped copy; a skip outside CI, a failure in it, when missing
-    if not os.path.exists(os.path.join(WORK, "data/shakespeare_char/train.bin")):
-        run("prepare", "shakespeare_char", "--input", SHAKESPEARE)
-
-
-def metrics(out_dir, event):
-    with open(os.path.join(WORK, out_dir, "metrics.jsonl")) as f:
-        return [e for e in map(json.loads, f) if e["event"] == event]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +56,7 @@ def suite_prepare():
 
 
 def suite_errors():
-    prepare()
+    prepare_shakespeare_char()
     base = ["train", *TINY, "--max_iters=1", "--out_dir=out"]
     error_case([*base, "--n_embed=64"], "n_embed", "n_embd")
     error_case([*base, "--n_layer=3.5"], "n_layer", "3.5")
@@ -107,7 +96,7 @@ def suite_errors():
 
 def suite_resume():
     """2k iterations in one run == k, then resume for k more: bitwise on CPU."""
-    prepare()
+    prepare_shakespeare_char()
     k = 6
     common = [*TINY, "--model_type=distributed_gpt", "--tp_size=2",
               "--block_types=['tp','spd','parallel','parallel']", "--dropout=0.1", "--bias=True",
@@ -116,7 +105,7 @@ def suite_resume():
     run("train", *common, f"--max_iters={2 * k}", "--out_dir=full")
     run("train", *common, f"--max_iters={k}", "--out_dir=split")
     run("train", *common, f"--max_iters={2 * k}", "--out_dir=split", "--init_from=resume")
-    full = {e["iter"]: e["loss"] for e in metrics("full", "train")}
+    full = losses("full")
     split = metrics("split", "train")
     check(sorted(full) == list(range(2 * k + 1)), f"full run iterations {sorted(full)}")
     # the first run also did iteration k (after saving); the resumed run redoes it identically
@@ -137,7 +126,7 @@ def suite_resume():
     run("train", *tp, "--tp_size=2", f"--max_iters={k}", "--out_dir=tp_split")
     shutil.copytree(os.path.join(WORK, "tp_split"), os.path.join(WORK, "tp_split4"))
     run("train", *tp, "--tp_size=4", f"--max_iters={2 * k}", "--out_dir=tp_split4", "--init_from=resume")
-    ref = {e["iter"]: e["loss"] for e in metrics("tp_full", "train")}
+    ref = losses("tp_full")
     for e in metrics("tp_split4", "train"):
         # float32; tp_size changes the summation order only: 1e-5 relative
         check(abs(e["loss"] - ref[e["iter"]]) <= 1e-5 * abs(ref[e["iter"]]),
@@ -150,7 +139,7 @@ def suite_resume():
 def suite_checkpoint():
     """ckpt.pt is readable by Python's torch.load, in nanoGPT's dense layout, and a dense
     forward pass written here from those weights gives the loss `dgpt eval` prints."""
-    prepare()
+    prepare_shakespeare_char()
     try:
         import torch
         import torch.nn.functional as F
@@ -242,7 +231,7 @@ def suite_checkpoint():
 
 
 def suite_inference():
-    prepare()
+    prepare_shakespeare_char()
     # trained enough (300 steps of one micro-batch of 16, ~8 s; val loss ~2.56) for greedy samples that are
     # not a constant on any CPU (150 steps of 8 gave "\n" after "First Citizen:" on some machines' BLAS)
     run("train", *TINY, "--model_type=distributed_gpt", "--tp_size=2", "--block_types=['spd','parallel','parallel','tp']",
@@ -384,7 +373,7 @@ def sampling_streams(out_dir):
 def suite_bench():
     """dgpt bench: the three times (simulated, per rank, projected), checked against hand arithmetic,
     the plan, and a Gloo rank's own shapes and collectives."""
-    prepare()
+    prepare_shakespeare_char()
     common = [*TINY, "--model_type=distributed_gpt", "--tp_size=2", "--iters=3", "--burnin=1",
               "--gradient_accumulation_steps=1"]
     p = run("bench", *common, "--block_types=['tp','spd','parallel','parallel']")

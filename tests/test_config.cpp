@@ -521,6 +521,14 @@ TEST_CASE("types are checked per key", "[config]") {
   CHECK(sample.start == "hello there");
   CHECK_THAT(error_of([&] { dgpt::load_sample_config({}, {"--top_k=1.5"}, notices); }),
              Contains("'top_k'") && Contains("int or None") && Contains("1.5 (float)"));
+  // vocab_parallel in sample: None (the checkpoint's), True or False.
+  CHECK_FALSE(dgpt::load_sample_config({}, {}, notices).vocab_parallel.has_value());
+  CHECK(dgpt::load_sample_config({}, {"--vocab_parallel=True"}, notices).vocab_parallel == std::optional<bool>(true));
+  CHECK(dgpt::load_sample_config({}, {"--vocab_parallel=False"}, notices).vocab_parallel == std::optional<bool>(false));
+  CHECK_FALSE(dgpt::load_sample_config({}, {"--vocab_parallel=True", "--vocab_parallel=None"}, notices)
+                  .vocab_parallel.has_value());
+  CHECK_THAT(error_of([&] { dgpt::load_sample_config({}, {"--vocab_parallel=1"}, notices); }),
+             Contains("'vocab_parallel'") && Contains("True, False or None"));
   CHECK_THAT(error_of([&] { train_with({"--n_layer=None"}); }), Contains("expects int") && Contains("None (NoneType)"));
 }
 
@@ -586,6 +594,9 @@ TEST_CASE("validate: cross-key checks with clear messages", "[config]") {
                                     "--block_types=['tp', 'spd', 'parallel']", "--parallel_merge=mean",
                                     "--dtype=float32"}));
   CHECK_NOTHROW(validate_overrides({"--model_type=gpt", "--block_types=['tp'] * 12"}));
+  CHECK_NOTHROW(validate_overrides({"--model_type=distributed_gpt", "--vocab_parallel=True", "--overlap_comm=False"}));
+  CHECK_THAT(validation_error({"--model_type=gpt", "--vocab_parallel=True"}),
+             Contains("vocab_parallel=True") && Contains("model_type='distributed_gpt'"));
   CHECK_NOTHROW(validate_overrides({"--dtype=float16", "--dropout=0.0", "--grad_clip=0.0", "--beta1=0"}));
   CHECK_NOTHROW(validate_overrides({"--dtype=float64", "--init_from=resume", "--backend=nccl"}));
 
@@ -641,7 +652,7 @@ TEST_CASE("validate: cross-key checks with clear messages", "[config]") {
 TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   dgpt::TrainConfig cfg = train_with({"--block_types=['tp', 'spd']", "--n_layer=2", "--model_type=distributed_gpt"});
   auto items = dgpt::config_items(cfg);
-  REQUIRE(items.size() == 38);
+  REQUIRE(items.size() == 40);
   CHECK(items.front().first == "out_dir");
   CHECK(items.front().second == S("out"));
   std::map<std::string, PyValue> by_key(items.begin(), items.end());
@@ -666,7 +677,7 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   CHECK_THAT(text, Contains("\nlearning_rate               = 0.0006\n"));
   CHECK_THAT(text, Contains("\nblock_types                 = ['tp', 'spd']\n"));
   CHECK(text.rfind("out_dir                     = 'out'\n", 0) == 0);
-  CHECK(std::count(text.begin(), text.end(), '\n') == 38);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 40);
   // The printed config is itself a loadable config file.
   TempDir dir;
   CHECK(dgpt::config_items(load_train({dir.write("printed.py", text)}, {})) == items);
@@ -675,16 +686,16 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   dgpt::SampleConfig sample = dgpt::load_sample_config({}, {"--device=cpu", "--start=FILE:prompt.txt"}, notices);
   CHECK(sample.device_was_set);
   auto sample_items = dgpt::config_items(sample);
-  REQUIRE(sample_items.size() == 16);
+  REQUIRE(sample_items.size() == 17);
   CHECK(sample_items[2] == std::make_pair(std::string("start"), S("FILE:prompt.txt")));
   CHECK(dgpt::config_items(dgpt::SampleConfig{})[2].second == S("\n"));
 
   std::string help = dgpt::train_keys_help();
-  CHECK(std::count(help.begin(), help.end(), '\n') == 38);
+  CHECK(std::count(help.begin(), help.end(), '\n') == 40);
   CHECK_THAT(help, Contains("block_types") && Contains("None") && Contains("'tp'"));
   CHECK_THAT(help, Contains("learning_rate") && Contains("0.0006"));
   std::string sample_help = dgpt::sample_keys_help();
-  CHECK(std::count(sample_help.begin(), sample_help.end(), '\n') == 16);
+  CHECK(std::count(sample_help.begin(), sample_help.end(), '\n') == 17);
   CHECK_THAT(sample_help, Contains("top_k") && Contains("200") && Contains("'\\n'"));
   CHECK_THAT(sample_help, Contains("top_p") && Contains("backend") && Contains("tp_procs") && Contains("comm_timeout"));
 }

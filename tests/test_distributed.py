@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from harness import DGPT, WORK, check, main, run_dgpt, shakespeare_text, skip
+from harness import DGPT, WORK, check, free_port, losses, main, metrics, prepare_shakespeare_char, run_dgpt, skip
 STEPS = 20  # optimizer steps compared (iterations 0..STEPS)
 
 # AdamW, grad clip and gradient accumulation, as the issue asks; float32 on the CPU.
@@ -51,15 +51,6 @@ def train(out_dir, *extra, nproc=0):
     return dgpt(*args)
 
 
-def events(out_dir, kind="train"):
-    with open(os.path.join(WORK, out_dir, "metrics.jsonl")) as f:
-        return [e for e in map(json.loads, f) if e["event"] == kind]
-
-
-def losses(out_dir):
-    return {e["iter"]: e["loss"] for e in events(out_dir)}
-
-
 def same_losses(a, b, what, steps=None):
     la, lb = losses(a), losses(b)
     if steps is not None:
@@ -80,10 +71,6 @@ def same_weights(a, b, what):
     check(worst <= WEIGHT_TOL, f"{what}: final weights differ by {worst:.2e} relative (tolerance {WEIGHT_TOL})")
 
 
-def prepare():
-    dgpt("prepare", "shakespeare_char", "--input", shakespeare_text())
-
-
 def compare(name, sim_args, real_args, nproc):
     train(f"{name}_sim", *sim_args)
     train(f"{name}_real", *real_args, nproc=nproc)
@@ -97,7 +84,7 @@ def compare(name, sim_args, real_args, nproc):
 
 
 def suite_equivalence():
-    prepare()
+    prepare_shakespeare_char()
     layouts = [("tp2_W2", ["--tp_size=2", "--n_head=4"], 2),
                ("tp4_W4", ["--tp_size=4", "--n_head=4"], 4),
                ("tp3_W3", ["--tp_size=3", "--n_head=6"], 3),
@@ -121,7 +108,7 @@ def suite_equivalence():
 
 def measured_counts_equal_plan(out_dir, args):
     plan = json.loads(dgpt("comms", *BASE, *args, "--json").stdout)
-    for e in events(out_dir):
+    for e in metrics(out_dir):
         check(e["forward_allreduce"] == 2 * plan["forward_allreduce"]  # 2 micro-steps
               and e["backward_allreduce"] == 2 * plan["backward_allreduce"]
               and e["replicated_grad_sync"] == plan["replicated_grad_sync"]
@@ -132,17 +119,17 @@ def measured_counts_equal_plan(out_dir, args):
 
 
 def suite_data_parallel():
-    prepare()
+    prepare_shakespeare_char()
     args = ["--tp_size=2", "--n_head=4", f"--block_types={MIXED}"]
     # dp = 2 x W = 2: each replica takes one of the two micro-batches of every step
     compare("dp2_W2", args, args, 4)
-    e = events("dp2_W2_real")[-1]
+    e = metrics("dp2_W2_real")[-1]
     check(e["data_parallel_grad"] == 1 and e["forward_allreduce"] == 5 and e["loss_average"] == 1, f"dp counts {e}")
     # dp = 2 with the whole model in each process (W = 1): pure data parallelism
     compare("dp2_W1", args, [*args, "--tp_procs=1"], 2)
     # A process group of one tallies what the simulated group does (a real run with W > 1 would send it), and
     # the loss average for the log line is counted under its own name: no hidden traffic.
-    e1, e2 = events("dp2_W1_real")[-1], events("dp2_W2_real")[-1]
+    e1, e2 = metrics("dp2_W1_real")[-1], metrics("dp2_W2_real")[-1]
     for kind in ["forward_allreduce", "backward_allreduce", "replicated_grad_sync", "grad_norm_allreduce",
                  "data_parallel_grad", "loss_average"]:
         check(e1[kind] == e2[kind] and e1[kind + "_bytes"] == e2[kind + "_bytes"] or kind == "data_parallel_grad",
@@ -152,7 +139,7 @@ def suite_data_parallel():
 
 def suite_resume():
     """A checkpoint from a W = 2 run resumes in simulation and at W = 4 with the same losses, dropout on."""
-    prepare()
+    prepare_shakespeare_char()
     # dropout on: each shard's masks are keyed by its global index, so W = 2, 4 and 1 draw the same
     args = ["--tp_size=4", "--n_head=4", f"--block_types={MIXED}", "--dropout=0.2"]
     half = ["--max_iters=10", "--eval_interval=10"]
@@ -177,7 +164,7 @@ def suite_sample():
     """`dgpt sample` over Gloo (W = 2 processes: 1 shard each at tp_size 2, 2 at tp_size 4) prints what
     the simulation prints: the same greedy tokens, and with the same seed the same drawn ones; only
     rank 0 prints, and every rank drew the same tokens (dgpt checks it after each sample)."""
-    prepare()
+    prepare_shakespeare_char()
     quick = [*BASE, "--n_layer=6", "--n_embd=32", "--n_head=4", "--batch_size=8", "--gradient_accumulation_steps=1",
              "--learning_rate=1e-2", "--max_iters=30", "--eval_interval=30", "--lr_decay_iters=30"]
     patterns = [("tp", "['tp']*6"), ("spd", "['spd']*6"), ("parallel", "['parallel']*6"), ("mixed", MIXED)]
@@ -229,18 +216,12 @@ def suite_sample():
               f"rank {rank} with another temperature: {p.returncode} {err!r}")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def error_line(p):
     return [l for l in (p.stdout + p.stderr).splitlines() if "error:" in l]
 
 
 def suite_faults():
-    prepare()
+    prepare_shakespeare_char()
     args = ["train", *BASE, "--tp_size=2", "--n_head=4", f"--block_types={MIXED}", "--backend=gloo",
             "--comm_timeout=20", "--max_iters=100000", "--eval_interval=100000", "--out_dir=fault"]
     # 1. a rank killed mid-run: the launcher stops the other and exits non-zero, naming the rank

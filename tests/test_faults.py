@@ -21,19 +21,13 @@ import signal
 import subprocess
 import time
 
-from harness import DGPT, SHAKESPEARE, WORK, check, error_case, main, shakespeare_text, skip
+from harness import DGPT, WORK, check, check_one_error, error_case, main, prepare_shakespeare_char, skip
 from harness import run_dgpt as run
 
 TINY = ["--device=cpu", "--dataset=shakespeare_char", "--n_layer=2", "--n_embd=32", "--n_head=4",
         "--block_size=32", "--batch_size=4", "--eval_iters=1"]
 # A run that goes on until it is stopped, saving at every evaluation.
 FOREVER = ["--max_iters=1000000", "--always_save_checkpoint=True", "--log_interval=1"]
-
-
-def prepare():
-    shakespeare_text()  # a skip outside CI, a failure in it, when the text is missing
-    if not os.path.exists(os.path.join(WORK, "data/shakespeare_char/train.bin")):
-        run("prepare", "shakespeare_char", "--input", SHAKESPEARE)
 
 
 def path(*parts):
@@ -83,15 +77,6 @@ def check_no_temp_files(out_dir, what):
     check(temp_files(out_dir) == [], f"{what}: temporary files left in {out_dir}: {temp_files(out_dir)}")
 
 
-def check_error(p, err, what, *needles, code=2):
-    """A failed run: exit `code` and one `error:` line on stderr holding every needle."""
-    err = err.strip()
-    check(p.returncode == code, f"{what}: exit {p.returncode}, expected {code} ({err!r})")
-    check(err.startswith("error: ") and len(err.splitlines()) == 1, f"{what}: expected one 'error:' line, got {err!r}")
-    for n in needles:
-        check(n in err, f"{what}: message {err!r} lacks {n!r}")
-
-
 def run_train(out_dir, *extra, stdout=subprocess.DEVNULL, preexec_fn=None):
     p = subprocess.Popen([DGPT, "train", *TINY, f"--out_dir={out_dir}", *extra], cwd=WORK, stdout=stdout,
                          stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
@@ -111,7 +96,7 @@ def torch_or_skip():
 
 
 def suite_lock():
-    prepare()
+    prepare_shakespeare_char()
     # 1. A run in progress, saving at every iteration.
     a = start_train("shared", *FOREVER, "--eval_interval=1")
     try:
@@ -217,26 +202,26 @@ class Tmpfs:
 
 
 def suite_disk():
-    prepare()
+    prepare_shakespeare_char()
     no_saves = ["--eval_interval=1000000", "--log_interval=1"]
 
     # 1. /dev/full as metrics.jsonl: its first line fails.
     os.makedirs(path("devfull"))
     os.symlink("/dev/full", path("devfull/metrics.jsonl"))
     p, err = run_train("devfull", "--max_iters=3", *no_saves)
-    check_error(p, err, "metrics.jsonl on /dev/full", "devfull/metrics.jsonl", "No space left on device")
+    check_one_error(p.returncode, err, "metrics.jsonl on /dev/full", "devfull/metrics.jsonl", "No space left on device")
 
     # 2. /dev/full as stdout: the log's first flush fails.
     with open("/dev/full", "w") as full:
         p, err = run_train("stdout_full", "--max_iters=3", *no_saves, stdout=full)
-    check_error(p, err, "stdout on /dev/full", "the training log (stdout)", "No space left on device")
+    check_one_error(p.returncode, err, "stdout on /dev/full", "the training log (stdout)", "No space left on device")
 
     # 3. `ulimit -f` below the checkpoint's size: EFBIG (not a silent SIGXFSZ), no temporary file.
     run("train", *TINY, "--out_dir=sized", "--max_iters=1", "--eval_interval=1", "--always_save_checkpoint=True")
     ckpt_size = os.path.getsize(path("sized/ckpt.pt"))
     p, err = run_train("fsize", "--max_iters=3", "--eval_interval=1", "--always_save_checkpoint=True",
                        preexec_fn=fsize_limit(ckpt_size // 2))
-    check_error(p, err, "ulimit -f", "fsize/ckpt.pt", "File too large")
+    check_one_error(p.returncode, err, "ulimit -f", "fsize/ckpt.pt", "File too large")
     check_no_temp_files("fsize", "ulimit -f")
     check(not os.path.exists(path("fsize/ckpt.pt")), "ulimit -f: no ckpt.pt")
     whole_json_lines(path("fsize/metrics.jsonl"), "ulimit -f")
@@ -258,14 +243,14 @@ def full_disk_cases(fs, ckpt_size, no_saves):
     out = fs.out_dir("metrics_only")
     fs.fill(0)
     p, err = run_train(out, "--max_iters=3", *no_saves)
-    check_error(p, err, "full disk, metrics only", f"{out}/metrics.jsonl", "No space left on device")
+    check_one_error(p.returncode, err, "full disk, metrics only", f"{out}/metrics.jsonl", "No space left on device")
     check(os.path.getsize(path(out, "metrics.jsonl")) == 0, "full disk: metrics.jsonl is empty, not torn")
 
     # 4b. The disk fills up in the middle of a metrics line: the part written is cut off again.
     out = fs.out_dir("metrics_fill")
     fs.fill(4096)
     p, err = run_train(out, "--max_iters=200", *no_saves)
-    check_error(p, err, "disk filling up", f"{out}/metrics.jsonl", "No space left on device")
+    check_one_error(p.returncode, err, "disk filling up", f"{out}/metrics.jsonl", "No space left on device")
     events = whole_json_lines(path(out, "metrics.jsonl"), "disk filling up")
     check(len(events) >= 2, f"disk filling up: the lines that fitted stay ({len(events)})")
 
@@ -274,7 +259,7 @@ def full_disk_cases(fs, ckpt_size, no_saves):
     out = fs.out_dir("ckpt")
     fs.fill((ckpt_size * 3 // 2 + 8192) // 4096 * 4096)
     p, err = run_train(out, "--max_iters=20", "--eval_interval=1", "--always_save_checkpoint=True")
-    check_error(p, err, "no room for a checkpoint", f"{out}/ckpt.pt", "No space left on device")
+    check_one_error(p.returncode, err, "no room for a checkpoint", f"{out}/ckpt.pt", "No space left on device")
     check_no_temp_files(out, "no room for a checkpoint")
     whole_json_lines(path(out, "metrics.jsonl"), "no room for a checkpoint")
     torch = torch_or_skip()
@@ -315,7 +300,7 @@ def interrupt(sig, out_dir, during_save, twice=False):
 
 
 def suite_signals():
-    prepare()
+    prepare_shakespeare_char()
     torch = torch_or_skip()
     t_start = time.time()
     caught_saving = 0

@@ -9,16 +9,14 @@ Every run starts from an environment without launcher variables (RANK, SLURM_*, 
 """
 import json
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-from harness import DGPT, WORK, check, error_case, main, run_dgpt, shakespeare_text, skip
+from harness import DGPT, WORK, check, error_case, free_port, losses, main, prepare_shakespeare_char, run_dgpt, skip
 
 TINY = ["--dataset=shakespeare_char", "--device=cpu", "--n_layer=2", "--n_embd=32", "--n_head=4", "--block_size=32",
         "--batch_size=4", "--max_iters=6", "--eval_interval=6", "--eval_iters=1", "--log_interval=1",
@@ -60,27 +58,6 @@ def clean_env(**extra):
 
 def dgpt(*args, env=None, **kw):
     return run_dgpt(*args, env=clean_env(**(env or {})), **kw)
-
-
-def prepare():
-    dgpt("prepare", "shakespeare_char", "--input", shakespeare_text())  # a skip outside CI when missing
-
-
-def free_port(lo=0, hi=0):
-    """A port nobody listens on: any (lo = 0), or one in [lo, hi)."""
-    for candidate in ([0] if lo == 0 else random.sample(range(lo, hi), 200)):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise AssertionError(f"no free port in [{lo}, {hi})")
-
-
-def losses(out_dir):
-    with open(os.path.join(WORK, out_dir, "metrics.jsonl")) as f:
-        return {e["iter"]: e["loss"] for e in map(json.loads, f) if e["event"] == "train"}
 
 
 def same_losses(real, sim, what):
@@ -179,7 +156,7 @@ def launched_pids(text):
 def suite_launcher_death():
     """`dgpt launch` killed by SIGKILL (it can forward nothing): both ranks exit at once, and no
     checkpoint is written afterwards. No rank holds another rank's pipe."""
-    prepare()
+    prepare_shakespeare_char()
     many = ["--max_iters=1000000", "--lr_decay_iters=1000000"]
     # 1. training, logging every iteration and checkpointing every 2
     launcher, log = start_launcher("killed", *many, "--eval_interval=2", "--always_save_checkpoint=True")
@@ -235,7 +212,7 @@ def suite_launcher_death():
 def suite_rendezvous():
     """The rendezvous gives up after comm_timeout in all, in one `error:` line that says how many
     ranks joined and which are missing; a config mismatch is an error on every rank."""
-    prepare()
+    prepare_shakespeare_char()
     T = 5
     args = ["train", *TINY, "--backend=gloo", f"--comm_timeout={T}", "--out_dir=rdzv"]
     # rank 0 alone of 2
@@ -317,7 +294,7 @@ def suite_torchrun():
     cmd = find_torchrun()
     if cmd is None:
         skip("no torchrun (python3-torch)")  # a failure under CI=true
-    prepare()
+    prepare_shakespeare_char()
     simulate()
     p = torchrun(cmd, ["--standalone"], "standalone")
     if p.returncode == 0:
@@ -354,7 +331,7 @@ def suite_slurm():
     """Ranks started as srun would (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; no RANK): the
     simulation's losses, with MASTER_ADDR/MASTER_PORT given and derived (the first host of
     SLURM_JOB_NODELIST, 20000 + SLURM_JOB_ID % 10000); and the errors of a bad Slurm environment."""
-    prepare()
+    prepare_shakespeare_char()
     simulate()
 
     def run_tasks(out_dir, **common):

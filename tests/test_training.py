@@ -4,7 +4,7 @@ torch.optim.AdamW, get_lr, clip_grad_norm_ and gradient accumulation, over the S
 model of gpt_reference.py) trains from dgpt's initial weights on the same micro-batches with the
 same dropout masks, and dgpt's per-step losses, final weights and AdamW moments must equal it.
 
-usage: test_training.py DGPT_BINARY SUITE   (suites: sim, gloo)
+usage: test_training.py DGPT_BINARY SUITE   (suites: sim, gloo, vocab)
 
 Every run has warmup and cosine decay, clipping that clips, 2 micro-steps per step, dropout 0.2 on
 embeddings, attention probabilities and residual branches, and biases. float64: 1e-10 relative;
@@ -12,11 +12,12 @@ float32 (dense only): 1e-5.
 """
 import json
 import os
+import re
 import sys
 
 import torch
 
-from harness import WORK, check, main, run_dgpt, shakespeare_text
+from harness import WORK, check, main, metrics, prepare_shakespeare_char, run_dgpt
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_reference  # noqa: E402
@@ -30,15 +31,11 @@ BASE = ["--device=cpu", "--dataset=shakespeare_char", "--n_layer=6", "--n_head=4
         "--save_initial_weights=True", "--comm_timeout=60", "--seed=4242"]
 MIXED = "['parallel','tp','spd','parallel','parallel','parallel']"  # a lone run at the start, a long one at the end
 FIVE = "['ladder','ladder','parallel','neox','spd','tp']"  # all five: a ladder run at the start, next to parallel
-FIVE_END = "['tp','parallel','parallel','neox','spd','ladder']"  # and a lone ladder block at the end
+FIVE_END = "['tp','parallel','parallel','neox','spd','ladder']"  # and a lone ladder block at the end  # all five types: ladder runs next to parallel, at both ends
 TOL = {"float64": 1e-10, "float32": 1e-5}
 # Moments whose reference norm is below this are compared absolutely: the key bias of attention has
 # an analytically zero gradient (softmax ignores a constant per row), so its moments are rounding noise.
 MOMENT_FLOOR = {"exp_avg": 1e-9, "exp_avg_sq": 1e-16}
-
-
-def prepare():
-    run_dgpt("prepare", "shakespeare_char", "--input", shakespeare_text())
 
 
 def dgpt_train(name, extra, nproc=0):
@@ -47,9 +44,7 @@ def dgpt_train(name, extra, nproc=0):
         run_dgpt("launch", "--nproc", str(nproc), "--", *args, "--backend=gloo")
     else:
         run_dgpt(*args)
-    with open(os.path.join(WORK, name, "metrics.jsonl")) as f:
-        events = [e for e in map(json.loads, f) if e["event"] == "train"]
-    return events, torch.load(os.path.join(WORK, name, "ckpt.pt"), map_location="cpu")
+    return metrics(name), torch.load(os.path.join(WORK, name, "ckpt.pt"), map_location="cpu")
 
 
 def without_key_bias(name, a, b, dtype):
@@ -102,7 +97,7 @@ def compare(name, extra, nproc=0, dtype="float64"):
 
 
 def suite_sim():
-    prepare()
+    prepare_shakespeare_char()
     dense = compare("dense", ["--model_type=gpt"])
     compare("dense32", ["--model_type=gpt"], dtype="float32")
     tp = compare("tp4", ["--model_type=distributed_gpt", "--tp_size=4"])
@@ -129,7 +124,7 @@ def suite_sim():
 
 
 def suite_gloo():
-    prepare()
+    prepare_shakespeare_char()
     compare("tp2", ["--model_type=distributed_gpt", "--tp_size=2"], nproc=2)
     compare("spd2", ["--model_type=distributed_gpt", "--tp_size=2", "--block_types=['spd']*6"], nproc=2)
     compare("parallel_mean2", ["--model_type=distributed_gpt", "--tp_size=2", "--block_types=['parallel']*6",
@@ -137,8 +132,125 @@ def suite_gloo():
     # the hybrid: 2 processes of 2 shards each, so shard masks are drawn for shards 2, 3 by rank 1
     compare("mixed4", ["--model_type=distributed_gpt", "--tp_size=4", f"--block_types={MIXED}"], nproc=2)
     compare("neox2", ["--model_type=distributed_gpt", "--tp_size=2", "--block_types=['neox']*6"], nproc=2)
-    compare("ladder2", ["--model_type=distributed_gpt", "--tp_size=2", "--block_types=['ladder']*6"], nproc=2)
-    compare("five4", ["--model_type=distributed_gpt", "--tp_size=4", f"--block_types={FIVE_END}"], nproc=2)
+    ladder = ["--model_type=distributed_gpt", "--tp_size=2", "--block_types=['ladder']*6"]
+    overlapped = compare("ladder2", ladder, nproc=2)
+    overlaps_recorded("ladder2", ladder, overlapped)
+    # the same run with every collective blocking: the same sums in the same order, so the same numbers
+    blocking, _ = dgpt_train("ladder2_blocking", [*ladder, "--dtype=float64", "--overlap_comm=False"], nproc=2)
+    check([e["loss"] for e in blocking] == [e["loss"] for e in overlapped],
+          "ladder over Gloo with overlap_comm=False: losses differ from the overlapped run's")
+    check(all("forward_allreduce_overlapped" not in e for e in blocking), "overlap_comm=False still overlapped")
+    five = ["--model_type=distributed_gpt", "--tp_size=4", f"--block_types={FIVE_END}"]
+    overlaps_recorded("five4", five, compare("five4", five, nproc=2))
+    # W = tp_size = 4 (one shard per process) for all five types, and the hybrid 2 x 2 for all-ladder
+    five_w4 = ["--model_type=distributed_gpt", "--tp_size=4", f"--block_types={FIVE}"]
+    overlaps_recorded("five4_w4", five_w4, compare("five4_w4", five_w4, nproc=4))
+    ladder_hybrid = ["--model_type=distributed_gpt", "--tp_size=4", "--block_types=['ladder']*6"]
+    overlaps_recorded("ladder4_hybrid", ladder_hybrid, compare("ladder4_hybrid", ladder_hybrid, nproc=2))
+
+
+def overlaps_recorded(name, extra, events):
+    """A real run tallies every ladder g as overlapped (SPEC §2): as many per step as the plan's
+    overlapping all-reduces (2 micro-steps), each with the compute it was in flight during."""
+    plan = json.loads(run_dgpt("comms", *BASE, *extra, "--json").stdout)
+    want = 2 * plan["overlapping_allreduce"]
+    check(want > 0, f"{name}: the plan has no overlapping all-reduces: {plan}")
+    got = [e.get("forward_allreduce_overlapped", 0) for e in events]
+    check(all(g == want for g in got), f"{name}: overlapped all-reduces per step {got}, plan {want}")
+    check(all(e.get("forward_allreduce_overlap_ms", 0) > 0 and e["comm_overlap_ms"] > 0 for e in events),
+          f"{name}: no in-flight compute recorded: {[e.get('forward_allreduce_overlap_ms') for e in events]}")
+    check(all(e["forward_allreduce"] == 2 * plan["forward_allreduce"] for e in events), f"{name}: forward counts")
+    print(f"{name}: {want} overlapped all-reduces per step, in flight during "
+          f"{sum(e['comm_overlap_ms'] for e in events) / len(events):.2f} ms of compute on average", flush=True)
+
+
+def counts_equal_plan(name, extra, events, dtype="float64"):
+    """Every step's measured collectives, kind by kind, equal `dgpt comms`' plan (SPEC §3; 2 micro-steps)."""
+    plan = json.loads(run_dgpt("comms", *BASE, *extra, f"--dtype={dtype}", "--json").stdout)
+    per_micro = ["forward_allreduce", "backward_allreduce", "vocab_forward_allreduce", "vocab_backward_allreduce",
+                 "vocab_loss_allreduce"]
+    check(plan["vocab_forward_allreduce"] == 1 and plan["vocab_backward_allreduce"] == 1
+          and plan["vocab_loss_allreduce"] == 3, f"{name}: plan {plan}")
+    for e in events:
+        ok = all(e[k] == 2 * plan[k] for k in per_micro)
+        ok = ok and e["vocab_forward_allreduce_bytes"] == 2 * plan["vocab_forward_bytes"]
+        ok = ok and e["vocab_backward_allreduce_bytes"] == 2 * plan["vocab_backward_bytes"]
+        ok = ok and e["vocab_loss_allreduce_bytes"] == 2 * 3 * plan["vocab_loss_bytes"]
+        ok = ok and e["vocab_logits_allreduce"] == 0
+        ok = ok and e["replicated_grad_sync"] == plan["replicated_grad_sync"]
+        ok = ok and e["grad_norm_allreduce"] == plan["grad_norm_allreduce"]
+        ok = ok and e["collectives"] == plan["collectives_per_step"] and e["comm_bytes"] == plan["bytes_per_step"]
+        check(ok, f"{name}: measured {e} vs plan {plan}")
+    print(f"{name}: measured counts = plan ({plan['collectives_per_step']} collectives, "
+          f"{plan['bytes_per_step']} bytes per step)", flush=True)
+
+
+def suite_vocab():
+    """vocab_parallel (SPEC §1): the same function as the replicated embedding, so the same reference
+    (train_reference.py knows nothing of it). shakespeare_char's 65 symbols pad to 66 rows at tp_size 2
+    and 68 at 4. Simulated, Gloo at W = tp_size = 2, and the hybrid W = 2 x 2 shards; the measured
+    counts equal the plan; the hybrid's checkpoint evaluates as the Python reference does; a quickly
+    trained tp_size-4 vocab-parallel checkpoint samples (greedy) the tokens of simulation without
+    vocab_parallel at tp_size 1, of Gloo, and of the Python reference."""
+    prepare_shakespeare_char()
+    vocab = ["--model_type=distributed_gpt", "--vocab_parallel=True"]
+    compare("vocab_sim4", [*vocab, "--tp_size=4", f"--block_types={MIXED}"])
+    for name, extra in [("vocab_tp2", [*vocab, "--tp_size=2"]), ("vocab_hybrid4", [*vocab, "--tp_size=4"])]:
+        events = compare(name, extra, nproc=2)
+        counts_equal_plan(name, extra, events)
+    ck = torch.load(os.path.join(WORK, "vocab_hybrid4", "ckpt.pt"), map_location="cpu")
+    check(ck["model_args"]["vocab_parallel"] is True and ck["model_args"]["tp_size"] == 4, f"{ck['model_args']}")
+    check(tuple(ck["model"]["transformer.wte.weight"].shape) == (65, 32), "dense wte without padding rows")
+    check(tuple(ck["optimizer"]["state"]["transformer.wte.weight"]["exp_avg"].shape) == (65, 32), "dense moments")
+
+    # dgpt eval of the hybrid's checkpoint (float32 model) against the reference's float64 loss: 1e-5
+    from gpt_reference import SpecGPT
+    import numpy as np
+    T, windows = 16, 10
+    val = torch.from_numpy(np.fromfile(os.path.join(WORK, "data/shakespeare_char/val.bin"), dtype=np.uint16)
+                           .astype(np.int64))
+    sd = {k: v.double() for k, v in ck["model"].items() if k != "lm_head.weight"}
+    with torch.no_grad():
+        _, ref_loss = SpecGPT(sd, ck["model_args"]).forward(val[: windows * T].view(windows, T),
+                                                             val[1: windows * T + 1].view(windows, T))
+    for tp, vp in [("4", []), ("2", []), ("1", []), ("4", ["--vocab_parallel=0"]), ("2", ["--vocab_parallel=1"])]:
+        p = run_dgpt("eval", "--out_dir=vocab_hybrid4", "--tokens=data/shakespeare_char/val.bin",
+                     f"--max_windows={windows}", "--batch_size=3", f"--tp_size={tp}", *vp)
+        value = float(p.stdout.strip().splitlines()[-1].split()[1])
+        check(abs(value - float(ref_loss)) <= 1e-5 * float(ref_loss),
+              f"eval at tp_size {tp} {vp} (vocab_parallel checkpoint): {value} vs Python reference {float(ref_loss)}")
+
+    # greedy samples: a checkpoint that has learnt something (300 steps of 16 at lr 1e-2, a few seconds),
+    # trained vocab-parallel at tp_size 4
+    quick = [*BASE, "--batch_size=16", "--gradient_accumulation_steps=1", "--learning_rate=1e-2", "--max_iters=300",
+             "--eval_interval=300", "--lr_decay_iters=300", "--min_lr=1e-3", "--dropout=0.0", "--log_interval=50",
+             "--out_dir=vocab_quick"]
+    run_dgpt("train", *quick, *vocab, "--tp_size=4")
+    sample = ["sample", "--out_dir=vocab_quick", "--device=cpu", "--num_samples=1", "--max_new_tokens=40",
+              "--start=ROMEO:", "--temperature=0"]
+    plain = run_dgpt(*sample, "--model_type=gpt")  # simulation, tp_size 1, no vocab parallelism
+    outputs = {"sim tp_size 4 vocab_parallel": run_dgpt(*sample).stdout,
+               "sim tp_size 1 vocab_parallel": run_dgpt(*sample, "--tp_size=1").stdout,
+               "sim tp_size 4, vocab_parallel=False": run_dgpt(*sample, "--vocab_parallel=False").stdout}
+    real = run_dgpt("launch", "--nproc", "2", "--", *sample, "--backend=gloo", "--comm_timeout=60")
+    rank0 = "\n".join(l[len("[rank 0] "):] for l in real.stdout.splitlines() if l.startswith("[rank 0] "))
+    check(plain.stdout.count("\n---------------\n") == 1 and len(plain.stdout) == 6 + 40 + 17,
+          f"greedy sample {plain.stdout!r}")
+    check(len(set(plain.stdout[6:46])) > 3, f"the quick model's greedy sample is not a constant: {plain.stdout!r}")
+    for what, text in outputs.items():
+        check(text == plain.stdout, f"{what}: {text!r} vs without vocab_parallel {plain.stdout!r}")
+    check(plain.stdout[:46] in rank0, f"Gloo W=2 tp_size 4 vocab_parallel: {rank0!r} vs {plain.stdout!r}")
+    m = re.search(r"sampling: (\d+) forward all-reduces \+ (\d+) vocab-parallel embedding all-reduces and (\d+) "
+                  r"logits gathers", real.stdout)
+    check(m is not None and m.group(1) == str(12 * 40) and m.group(2) == "40" and m.group(3) == "40",
+          f"sampling's measured collectives: {real.stdout[-600:]!r}")
+    from gpt_reference import Reference
+    ref = Reference(os.path.join(WORK, "vocab_quick", "ckpt.pt"))
+    meta = json.load(open(os.path.join(WORK, "data/shakespeare_char/meta.json")))
+    ids = ref.greedy([meta["stoi"][c] for c in "ROMEO:"], 40)
+    check("".join(meta["itos"][i] for i in ids) == plain.stdout[:46], f"Python reference greedy vs {plain.stdout!r}")
+    print(f"vocab_quick: greedy samples equal (sim 4 and 1 vocab-parallel, Gloo 2 x 2, dense, reference): "
+          f"{plain.stdout[:46]!r}", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,18 @@ class C10dCollectives : public Collectives {
     run(what, [&] { return pg_->allreduce(tensors); });
   }
 
+  std::function<void()> all_reduce_sum_start_(torch::Tensor& t, const std::string& what) override {
+    std::vector<torch::Tensor> tensors{t};
+    auto work = issue(what, [&] { return pg_->allreduce(tensors); });
+    return [this, work, what] {
+      try {
+        work->wait(timeout_);
+      } catch (const std::exception& e) {
+        fail(what, e);
+      }
+    };
+  }
+
   torch::Tensor all_gather(const torch::Tensor& t, const std::string& what) override {
     auto input = t.contiguous();
     std::vector<torch::Tensor> inputs{input};
@@ -50,9 +62,20 @@ class C10dCollectives : public Collectives {
       auto work = start();
       work->wait(timeout_);
     } catch (const std::exception& e) {
-      throw UserError(fmt::format("rank {}: {} failed ({}); a peer process may have died or hung",
-                                  world_rank_, what, first_line(e.what())));
+      fail(what, e);
     }
+  }
+  template <class Start>
+  auto issue(const std::string& what, Start start) {
+    try {
+      return start();
+    } catch (const std::exception& e) {
+      fail(what, e);
+    }
+  }
+  [[noreturn]] void fail(const std::string& what, const std::exception& e) const {
+    throw UserError(fmt::format("rank {}: {} failed ({}); a peer process may have died or hung", world_rank_, what,
+                                first_line(e.what())));
   }
 
   c10::intrusive_ptr<ProcessGroup> pg_;
@@ -113,6 +136,14 @@ void ProcessTensorParallelGroup::all_reduce_sum_(torch::Tensor& t, CommKind kind
   const auto t0 = Clock::now();
   tp_->all_reduce_sum_(t, comm_kind_name(kind));
   tally_.record(kind, t.numel() * t.element_size(), seconds_since(t0));
+}
+
+std::function<void()> ProcessTensorParallelGroup::start_all_reduce_sum_(torch::Tensor& t, CommKind kind) {
+  if (tp_procs_ == 1) return TensorParallelGroup::start_all_reduce_sum_(t, kind);  // nothing to send
+  const auto t0 = Clock::now();
+  auto wait = tp_->all_reduce_sum_start_(t, comm_kind_name(kind));
+  tally_.record(kind, t.numel() * t.element_size(), seconds_since(t0));  // the wait adds its own time
+  return wait;
 }
 
 torch::Tensor ProcessTensorParallelGroup::gather_shards(const torch::Tensor& local) {

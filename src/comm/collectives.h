@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,12 @@ class Collectives {
   virtual int64_t size() const = 0;
   virtual int64_t rank() const = 0;
   virtual void all_reduce_sum_(torch::Tensor& t, const std::string& what) = 0;
+  // Starts it and returns the wait: `t` holds the sum once that has returned (by default the
+  // blocking one, nothing to wait for). The wait throws as all_reduce_sum_ does.
+  virtual std::function<void()> all_reduce_sum_start_(torch::Tensor& t, const std::string& what) {
+    all_reduce_sum_(t, what);
+    return {};
+  }
   // Every member's `t`, stacked on a new leading dimension in rank order.
   virtual torch::Tensor all_gather(const torch::Tensor& t, const std::string& what) = 0;
 };
@@ -45,6 +52,9 @@ class ProcessTensorParallelGroup : public TensorParallelGroup {
   ProcessTensorParallelGroup(int64_t tp_size, std::shared_ptr<Collectives> tp);
   void all_reduce_sum_(torch::Tensor& t, CommKind kind) override;
   torch::Tensor gather_shards(const torch::Tensor& local) override;
+
+ protected:
+  std::function<void()> start_all_reduce_sum_(torch::Tensor& t, CommKind kind) override;
 
  private:
   std::shared_ptr<Collectives> tp_;

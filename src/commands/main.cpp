@@ -116,6 +116,10 @@ int run(int argc, char** argv) {
   eval_cmd->add_option("--max_windows", eval_opt.max_windows, "Evaluate at most N windows (default: all)");
   eval_cmd->add_option("--device", eval_opt.device, "cpu or cuda")->capture_default_str();
   eval_cmd->add_option("--tp_size", eval_opt.tp_size, "Run an all-tp checkpoint at another tp_size");
+  eval_cmd->add_option("--vocab_parallel", eval_opt.vocab_parallel,
+                       "1: split the embedding and the loss by vocabulary, 0: replicate them (the same function; "
+                       "default: the checkpoint's)")
+      ->check(CLI::IsMember({-1, 0, 1}));
 
   bool as_json = false;
   auto* comms_cmd = app.add_subcommand("comms", "Print the communication plan of a config (SPEC §3)");

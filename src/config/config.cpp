@@ -34,8 +34,8 @@ std::string abbreviate(const std::string& s) {
 
 
 template <class Cfg>
-using Field = std::variant<int64_t Cfg::*, double Cfg::*, bool Cfg::*, std::string Cfg::*,
-                           std::vector<std::string> Cfg::*>;
+using Field = std::variant<int64_t Cfg::*, double Cfg::*, bool Cfg::*, std::optional<bool> Cfg::*,
+                           std::string Cfg::*, std::vector<std::string> Cfg::*>;
 
 enum class KeyKind { Plain, NoneAllowed, MarksDevice };
 
@@ -124,6 +124,7 @@ std::string expected_type(const Key<Cfg>& key) {
         if constexpr (std::is_same_v<T, int64_t>) return key.none_allowed() ? "int or None" : "int";
         if constexpr (std::is_same_v<T, double>) return "float";
         if constexpr (std::is_same_v<T, bool>) return "bool (True or False)";
+        if constexpr (std::is_same_v<T, std::optional<bool>>) return "True, False or None";
         if constexpr (std::is_same_v<T, std::string>) return "str";
         if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a list of str, or None";
       },
@@ -161,6 +162,13 @@ void assign_value(Cfg& cfg, const Key<Cfg>& key, const PyValue& value, const std
         } else if constexpr (std::is_same_v<T, bool>) {
           if (!value.is_bool()) type_error();
           field = std::get<bool>(value.v);
+        } else if constexpr (std::is_same_v<T, std::optional<bool>>) {  // None: not set
+          if (value.is_none()) {
+            field.reset();
+          } else {
+            if (!value.is_bool()) type_error();
+            field = std::get<bool>(value.v);
+          }
         } else if constexpr (std::is_same_v<T, std::string>) {
           if (!value.is_str()) type_error();
           field = std::get<std::string>(value.v);
@@ -200,6 +208,8 @@ PyValue get_value(const Cfg& cfg, const Key<Cfg>& key) {
           PyValue::List items;
           for (const auto& s : field) items.push_back(PyValue{s});
           return PyValue{std::move(items)};
+        } else if constexpr (std::is_same_v<T, std::optional<bool>>) {
+          return field ? PyValue{*field} : PyValue{};
         } else {
           return PyValue{field};
         }
@@ -588,6 +598,11 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
                                 str_repr(cfg.model_type)));
   }
   if (cfg.model_type == "gpt") {
+    if (cfg.vocab_parallel) {
+      throw UserError(
+          "model_type='gpt' is the dense model and has no shards to split the vocabulary over, but "
+          "vocab_parallel=True; set model_type='distributed_gpt' to shard the embedding and the loss");
+    }
     if (cfg.tp_size != 1) {
       throw UserError(fmt::format(
           "model_type='gpt' is the dense model and has no tensor parallelism, but tp_size={}; "

@@ -1,6 +1,7 @@
 // Run configuration in nanoGPT's dialect: `key = value` config files plus --key=value overrides.
 #pragma once
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +49,7 @@ namespace dgpt {
   X(std::string, backend, "sim", Plain, "'sim' (one process), 'gloo' (processes, CPU) or 'nccl' (processes, GPUs)") \
   X(int64_t, tp_procs, 0, Plain, "processes per tensor-parallel group; 0 = gcd(world size, tp_size)") \
   X(double, comm_timeout, 300.0, Plain, "seconds a collective or the rendezvous may wait before failing") \
+  X(bool, overlap_comm, true, Plain, "real runs: a ladder sub-layer's all-reduce runs while the next sub-layer computes (SPEC §2); False makes it blocking, to measure what overlap hides") \
   X(std::string, device, "cuda", MarksDevice, "'cpu', 'cuda', 'cuda:1', ...") \
   X(std::string, dtype, "bfloat16", Plain, "'float32', 'bfloat16', 'float16' or 'float64'") \
   X(int64_t, seed, 1337, Plain, "random seed")
@@ -67,6 +69,7 @@ namespace dgpt {
   X(std::string, dtype, "bfloat16", Plain, "'float32', 'bfloat16', 'float16' or 'float64'") \
   X(int64_t, tp_size, 0, Plain, "tensor-parallel shards; 0 uses the checkpoint's") \
   X(std::string, model_type, "", Plain, "'gpt' or 'distributed_gpt'; '' uses the checkpoint's") \
+  X(std::optional<bool>, vocab_parallel, std::nullopt, Plain, "split the embedding and logits by vocabulary (True/False, the same function); None uses the checkpoint's") \
   X(std::string, backend, "sim", Plain, "'sim' (one process), 'gloo' (processes, CPU) or 'nccl' (processes, GPUs)") \
   X(int64_t, tp_procs, 0, Plain, "processes per tensor-parallel group; 0 = gcd(world size, tp_size)") \
   X(double, comm_timeout, 300.0, Plain, "seconds a collective or the rendezvous may wait before failing")

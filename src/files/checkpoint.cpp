@@ -321,7 +321,11 @@ Checkpoint load_checkpoint(const std::string& path) {
   Checkpoint ckpt;
   const auto args = r.dict(root, "model_args", "the checkpoint");
   auto& a = ckpt.model_args;
-#define DGPT_READ_MODEL_KEY(type, name, default_value, kind, help) r.read(args, #name, a.name);
+  // Keys added after the first checkpoints were written keep their default when absent: such a
+  // checkpoint was written before the feature existed, so it did not use it.
+  const auto added_later = [](const std::string& key) { return key == "vocab_parallel"; };
+#define DGPT_READ_MODEL_KEY(type, name, default_value, kind, help) \
+  if (!added_later(#name) || args.contains(#name)) r.read(args, #name, a.name);
   DGPT_MODEL_KEYS(DGPT_READ_MODEL_KEY)
 #undef DGPT_READ_MODEL_KEY
   a.block_size = r.integer(args, "block_size", "model_args");

@@ -1,16 +1,22 @@
 #include "model/comm_plan.h"
 
 #include "blocks/block.h"
+#include "model/layout.h"
+#include "model/vocab_parallel.h"
 
 namespace dgpt {
 
 int64_t CommPlan::collectives_per_step() const {
-  return micro_steps * (forward_allreduce + backward_allreduce) + replicated_grad_sync + grad_norm_allreduce;
+  return micro_steps * (forward_allreduce + backward_allreduce + vocab_forward_allreduce + vocab_backward_allreduce +
+                        vocab_loss_allreduce) +
+         replicated_grad_sync + grad_norm_allreduce;
 }
 
 int64_t CommPlan::bytes_per_step() const {
-  return micro_steps * (forward_allreduce + backward_allreduce) * activation_bytes + replicated_grad_bytes +
-         grad_norm_bytes;
+  return micro_steps * ((forward_allreduce + backward_allreduce) * activation_bytes +
+                        vocab_forward_allreduce * vocab_forward_bytes + vocab_backward_allreduce * vocab_backward_bytes +
+                        vocab_loss_allreduce * vocab_loss_bytes) +
+         replicated_grad_bytes + grad_norm_bytes;
 }
 
 CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t micro_steps, bool global_grad_norm,
@@ -33,6 +39,16 @@ CommPlan plan_communications(const ModelArgs& args, int64_t batch_size, int64_t 
     if (communicates) replicated_numel += block_type(type).replicated_grad_sync_numel(args);
   }
   plan.activation_bytes = batch_size * args.block_size * args.n_embd * activation_elem_bytes;
+  if (communicates && args.vocab_sharded()) {
+    const int64_t positions = batch_size * args.block_size;
+    plan.vocab_forward_allreduce = 1;  // the embedding's g, in the parameters' dtype
+    plan.vocab_forward_bytes = positions * args.n_embd * param_elem_bytes;
+    plan.vocab_backward_allreduce = 1;  // the lm_head's f
+    plan.vocab_backward_bytes = positions * args.n_embd * activation_elem_bytes;
+    plan.vocab_loss_allreduce = 3;  // shift, sum of exps, target logit; float32 unless float64
+    plan.vocab_loss_bytes = positions * param_elem_bytes;
+    plan.logits_row_bytes = padded_vocab_size(args.vocab_size, args.tp_size) * activation_elem_bytes;
+  }
   if (replicated_numel > 0) {
     plan.replicated_grad_sync = 1;
     plan.replicated_grad_bytes = replicated_numel * param_elem_bytes;

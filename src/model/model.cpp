@@ -7,6 +7,7 @@
 #include "blocks/block.h"
 #include "model/dense_block.h"
 #include "model/dropout.h"
+#include "model/vocab_parallel.h"
 #include "base/errors.h"
 #include "base/torch_compat.h"
 
@@ -60,7 +61,12 @@ std::string shape_str(torch::IntArrayRef s) {
 GPTImpl::GPTImpl(const ModelArgs& args, std::shared_ptr<TensorParallelGroup> group)
     : args_(args), group_(std::move(group)) {
   const int64_t C = args.n_embd;
-  wte_ = register_parameter("wte", torch::zeros({args.vocab_size, C}));
+  if (args.vocab_sharded()) {  // this process's shards of the padded vocabulary: [L, Vp/N, C]
+    const auto v = VocabShards::of(args, *group_);
+    wte_ = register_parameter("wte", torch::zeros({v.local_shards, v.shard_rows, C}));
+  } else {
+    wte_ = register_parameter("wte", torch::zeros({args.vocab_size, C}));
+  }
   wpe_ = register_parameter("wpe", torch::zeros({args.block_size, C}));
   ln_f_weight_ = register_parameter("ln_f_weight", torch::ones({C}));
   if (args.bias) ln_f_bias_ = register_parameter("ln_f_bias", torch::zeros({C}));
@@ -83,9 +89,11 @@ ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targ
                     ": block_size is " + std::to_string(args_.block_size));
   }
   auto pos = torch::arange(P, P + T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
+  // The token embedding [B, T, C]: vocab-parallel, each shard's lookup of its own rows summed by one g.
+  const auto tokens = args_.vocab_sharded() ? vocab_parallel_embedding(wte_, idx, VocabShards::of(args_, *group_), *group_)
+                                            : torch::embedding(wte_, idx);
   auto x = DropoutPlace(&dropout_key_, 0, args_.dropout)
-               .replicated(torch::embedding(wte_, idx) + torch::embedding(wpe_, pos), DropoutSite::Embedding,
-                           is_training());  // [B, T, C]
+               .replicated(tokens + torch::embedding(wpe_, pos), DropoutSite::Embedding, is_training());  // [B, T, C]
   ResidualStream stream(x, *group_, args_.parallel_merge == "mean");
   if (cache) cache->reserve(args_.n_layer, args_.block_size);
   try {
@@ -97,7 +105,15 @@ ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targ
   if (cache) cache->length_ += T;
   x = layer_norm(stream.replicated(), ln_f_weight_, ln_f_bias_);
   ModelOutput out;
-  if (targets.defined()) {
+  if (args_.vocab_sharded()) {
+    // Vocab-parallel head (SPEC §1): one f, each shard's logits [L,B,T,V/N]; the loss from three
+    // all-reduces of [B,T]; for sampling the last position's logits gathered to [B,1,V].
+    const auto v = VocabShards::of(args_, *group_);
+    if (targets.defined())
+      out.loss = vocab_parallel_cross_entropy(vocab_parallel_logits(x, wte_, *group_), targets, v, *group_);
+    else
+      out.logits = gather_vocab_logits(vocab_parallel_logits(x.narrow(1, T - 1, 1), wte_, *group_), v, *group_);
+  } else if (targets.defined()) {
     out.logits = torch::matmul(x, wte_.t());
     out.loss = torch::nll_loss(torch::log_softmax(out.logits.view({-1, out.logits.size(-1)}), -1),
                                targets.reshape(-1), {}, at::Reduction::Mean, /*ignore_index=*/-1);
@@ -108,7 +124,10 @@ ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targ
 }
 
 std::vector<ParamSlot> GPTImpl::param_slots() {
-  std::vector<ParamSlot> slots{{"transformer.wte.weight", wte_, Layout::Replicated},
+  // wte is one tensor for the embedding and the tied lm_head, so both gradients accumulate in it.
+  const TensorLayout wte_layout =
+      args_.vocab_sharded() ? TensorLayout::vocab_parallel(args_.vocab_size) : TensorLayout(Layout::Replicated);
+  std::vector<ParamSlot> slots{{"transformer.wte.weight", wte_, wte_layout},
                                {"transformer.wpe.weight", wpe_, Layout::Replicated}};
   for (size_t l = 0; l < blocks_.size(); ++l) {
     auto block_slots = blocks_[l]->param_slots("transformer.h." + std::to_string(l) + ".");
@@ -152,7 +171,12 @@ void GPTImpl::load_dense_state(const DenseState& dense) {
     if (slot.sharded()) {  // the dense shape of a sharded tensor
       dense_shape.erase(dense_shape.begin());
       const int64_t n = args_.tp_size;
-      if (slot.layout == Layout::RowParallel) dense_shape[1] *= n; else dense_shape[0] *= n;  // columns or rows
+      if (slot.layout == Layout::RowParallel)
+        dense_shape[1] *= n;  // columns
+      else if (slot.layout == Layout::VocabParallel)
+        dense_shape[0] = slot.layout.dense_rows;  // the vocabulary, without the shards' padding rows
+      else
+        dense_shape[0] *= n;  // rows
     }
     if (it->second.sizes().vec() != dense_shape)
       throw UserError("tensor '" + slot.dense_name + "' has shape " + shape_str(it->second.sizes()) +
@@ -166,7 +190,10 @@ void GPTImpl::load_dense_state(const DenseState& dense) {
 int64_t GPTImpl::num_params() {
   int64_t n = 0;
   for (auto& slot : param_slots())
-    if (slot.dense_name != "transformer.wpe.weight") n += slot.param.numel() * (slot.sharded() ? group_->tp_procs() : 1);
+    if (slot.layout == Layout::VocabParallel)
+      n += slot.layout.dense_rows * slot.param.size(-1);  // V x C: the padding rows are no parameters
+    else if (slot.dense_name != "transformer.wpe.weight")
+      n += slot.param.numel() * (slot.sharded() ? group_->tp_procs() : 1);
   return n;
 }
 

@@ -19,7 +19,9 @@ namespace dgpt {
 class BlockImpl;
 
 struct ModelOutput {
-  torch::Tensor logits;  // [B, T, V] with targets; [B, 1, V] (last position) without
+  // [B, T, V] with targets; [B, 1, V] (last position) without. A vocab-parallel model never forms
+  // [B, T, V]: with targets it returns only the loss (logits undefined); without, the gathered [B, 1, V].
+  torch::Tensor logits;
   torch::Tensor loss;    // mean cross-entropy, undefined without targets
 };
 
@@ -64,7 +66,7 @@ class GPTImpl : public torch::nn::Module {
   std::shared_ptr<TensorParallelGroup> group_;
   ReplicatedGradSync replicated_grads_;  // of the replicated params the blocks use in the shard region
   DropoutKey dropout_key_;               // read by every block's DropoutPlace
-  torch::Tensor wte_;          // [V, C], tied with the lm_head
+  torch::Tensor wte_;          // [V, C], tied with the lm_head; vocab_parallel: [L, Vp/N, C] (VocabParallel)
   torch::Tensor wpe_;          // [block_size, C]
   torch::Tensor ln_f_weight_;  // [C]
   torch::Tensor ln_f_bias_;    // [C], or undefined without bias

@@ -18,7 +18,8 @@ namespace dgpt {
   X(bool, bias, false, Plain, "biases in Linear and LayerNorm layers") \
   X(int64_t, tp_size, 1, Plain, "tensor-parallel shards per block") \
   X(std::vector<std::string>, block_types, {}, NoneAllowed, "one block type per layer (an unknown one is an error listing the known ones); None = all 'tp'") \
-  X(std::string, parallel_merge, "sum", Plain, "how a run of parallel blocks merges: 'sum' or 'mean'")
+  X(std::string, parallel_merge, "sum", Plain, "how a run of parallel blocks merges: 'sum' or 'mean'") \
+  X(bool, vocab_parallel, false, Plain, "distributed_gpt: split the tied wte/lm_head and the loss by vocabulary over the tp_size shards (Megatron's; the same function)")
 
 struct ModelArgs {
 #define DGPT_DECLARE_MODEL_FIELD(type, name, default_value, kind, help) type name = default_value;
@@ -29,6 +30,9 @@ struct ModelArgs {
 
   // nanoGPT's dense GPT: every block is the dense reference block, and nothing is sharded.
   bool dense() const { return model_type == kDenseModelType; }
+  // Whether wte, the logits and the loss are split by vocabulary (SPEC §1; model/vocab_parallel.h).
+  // The dense 'gpt' has no shards: there vocab_parallel changes nothing.
+  bool vocab_sharded() const { return vocab_parallel && !dense(); }
   static constexpr const char* kDenseModelType = "gpt";
   static constexpr const char* kShardedModelType = "distributed_gpt";
 };

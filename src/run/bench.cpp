@@ -42,6 +42,9 @@ struct Row {
   double step_ms = 0;
   int64_t peak_memory_bytes = -1;  // on CUDA: the most bytes tensors held during the step's timing
   CommTally step_comm;             // per step, of the step above (real runs: with measured seconds)
+  // Per step, in order: the compute each asynchronous collective (ladder's g) was in flight during,
+  // of the step above and of the slowest solo rank (its T_next, SPEC §5).
+  std::vector<double> step_overlap_windows, rank_overlap_windows;
   // Per rank: T_rank(N) of the solo ranks timed (the dense model: its own step, N = 1).
   std::vector<RankTime> rank_times;
   CommTally rank_comm;  // per step, as the solo rank tallies it: what a real rank sends
@@ -71,6 +74,8 @@ CommTally per_step(const CommTally& total, int64_t iters) {
     t.count[size_t(k)] /= iters;
     t.bytes[size_t(k)] /= iters;
     t.seconds[size_t(k)] /= double(iters);
+    t.overlapped[size_t(k)] /= iters;
+    t.overlap_seconds[size_t(k)] /= double(iters);
   }
   return t;
 }
@@ -119,6 +124,7 @@ struct Timer {
     double ms = 0;
     int64_t peak_memory_bytes = -1;
     CommTally comm;  // per step
+    std::vector<double> overlap_windows;  // per step, in order (each the mean over the timed steps)
     double flops = 0;
     nlohmann::json param_shapes;  // [[dense name, local shape], ...]: what this process holds
   };
@@ -142,12 +148,20 @@ struct Timer {
     for (int64_t it = 0; it < opt.burnin; ++it) step(it);
     synchronize_device(device);
     const CommTally before = group->tally();
+    group->log_overlaps(true);
     const auto t0 = Clock::now();
     for (int64_t it = 0; it < opt.iters; ++it) step(opt.burnin + it);
     synchronize_device(device);
     Result r;
     r.ms = seconds_since(t0) / double(opt.iters) * 1e3;
     r.comm = per_step(group->tally() - before, opt.iters);
+    const auto windows = group->take_overlap_log();  // the same sequence in every step
+    group->log_overlaps(false);
+    if (windows.size() % size_t(opt.iters) == 0) {
+      r.overlap_windows.assign(windows.size() / size_t(opt.iters), 0.0);
+      for (size_t i = 0; i < windows.size(); ++i)
+        r.overlap_windows[i % r.overlap_windows.size()] += windows[i] / double(opt.iters);
+    }
     r.flops = flops_per_step(model, cfg);
     r.param_shapes = nlohmann::json::array();
     for (auto& slot : model->param_slots()) r.param_shapes.push_back({slot.dense_name, slot.param.sizes().vec()});
@@ -155,6 +169,13 @@ struct Timer {
     return r;
   }
 };
+
+// Forward all-reduces per step, with "/k" for the k of them that overlap compute (ladder's g).
+std::string fwd_allreduces(const CommTally& t) {
+  const auto k = CommKind::ForwardAllReduce;
+  return t.overlapped[size_t(k)] > 0 ? fmt::format("{}/{}", t.count_of(k), t.overlapped[size_t(k)])
+                                     : fmt::format("{}", t.count_of(k));
+}
 
 std::string mem_str(int64_t bytes) { return bytes < 0 ? "n/a" : human_bytes(double(bytes)); }
 
@@ -229,13 +250,22 @@ std::vector<int64_t> solo_ranks(const std::string& spec, int64_t tp_size) {
   return ranks;
 }
 
-// The collectives of a step for a projection: every collective of a kind has the same size.
-std::vector<StepCollective> step_collectives(const CommTally& step) {
+// The collectives of a step for a projection: every collective of a kind has the same size. The
+// overlapping ones (ladder's g) each with the compute measured while it was in flight, T_next
+// (`windows`, in order); without those measurements they count as blocking.
+std::vector<StepCollective> step_collectives(const CommTally& step, const std::vector<double>& windows) {
   std::vector<StepCollective> out;
-  for (int k = 0; k < kCommKinds; ++k)
-    if (step.count[size_t(k)] > 0)
-      out.push_back({comm_kind_name(CommKind(k)), step.count[size_t(k)],
-                     double(step.bytes[size_t(k)]) / double(step.count[size_t(k)])});
+  size_t next_window = 0;
+  for (int k = 0; k < kCommKinds; ++k) {
+    const int64_t count = step.count[size_t(k)];
+    if (count == 0) continue;
+    const std::string name = comm_kind_name(CommKind(k));
+    const double each = double(step.bytes[size_t(k)]) / double(count);
+    int64_t overlapping = step.overlapped[size_t(k)];
+    if (next_window + size_t(overlapping) > windows.size()) overlapping = 0;
+    if (count > overlapping) out.push_back({name, count - overlapping, each});
+    for (int64_t i = 0; i < overlapping; ++i) out.push_back({name, 1, each, true, windows[next_window++]});
+  }
   return out;
 }
 
@@ -315,6 +345,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     const auto step = timer.time_steps(row.args, group, cfg.learning_rate);
     row.step_ms = step.ms;
     row.step_comm = step.comm;
+    row.step_overlap_windows = step.overlap_windows;
     row.flops_per_step = step.flops;
     row.peak_memory_bytes = step.peak_memory_bytes;
     row.step_param_shapes = step.param_shapes;
@@ -325,12 +356,14 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     if (row.args.dense()) {
       row.rank_times.push_back({0, step.ms, step.peak_memory_bytes});
       row.rank_comm = step.comm;
+      row.rank_overlap_windows = step.overlap_windows;
       row.rank_param_shapes = step.param_shapes;
     } else {
       const auto ranks = real ? std::vector<int64_t>{mesh.tp_rank * (row.args.tp_size / mesh.tp_procs)}
                               : solo_ranks(opt.ranks, row.args.tp_size);
       for (const int64_t r : ranks) {
         const auto solo = timer.time_steps(row.args, std::make_shared<SoloRankGroup>(row.args.tp_size, r), 0.0);
+        if (row.rank_times.empty() || solo.ms > row.rank_ms()) row.rank_overlap_windows = solo.overlap_windows;
         row.rank_times.push_back({r, solo.ms, solo.peak_memory_bytes});
         row.rank_comm = solo.comm;
         row.rank_param_shapes = solo.param_shapes;
@@ -370,14 +403,15 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
                        r.rank_ms() / base.rank_ms(), dense ? fmt::format("{:.3f}", r.rank_ms() / dense->rank_ms()) : "n/a",
                        tokens / (r.rank_ms() / 1e3),
                        100 * model_flops_utilisation(r.flops_per_step, r.devices(), r.rank_ms() / 1e3, peak),
-                       r.rank_comm.count_of(CommKind::ForwardAllReduce), r.rank_comm.total_count(),
+                       fwd_allreduces(r.rank_comm), r.rank_comm.total_count(),
                        human_bytes(double(r.rank_comm.total_bytes())), mem_str(r.peak_memory_bytes));
   }
   out << fmt::format(
       "({}: {}. T_rank: per-rank compute of an N-device run, a solo rank's step (rank r of N run alone, nothing "
       "sent; ranks timed: {}, the slowest counts); x dense: T_rank against the dense model on one device. rank tok/s and MFU: "
       "the N-device run without communication, MFU = model FLOPs / (N * T_rank * peak). Collectives: what a real "
-      "rank sends per step. precision: {}; peak mem: {})\n",
+      "rank sends per step; fwd AR a/b: b of the a forward all-reduces overlap compute (ladder's g), projected "
+      "with the solo rank's measured compute while each is in flight. precision: {}; peak mem: {})\n",
       step_head,
       real ? "this rank's measured step of the real run" : "the simulated step, all N shards on this one device",
       real ? "each rank its own" : opt.ranks, precision.describe(),
@@ -411,7 +445,8 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     out << fmt::format("{:<40} {:>3} {:>11} {:>10} {:>13} {:>12} {:>7} {:>10} {:>9}\n", "strategy", "N", "T_rank ms",
                        "comm ms", "projected ms", "tokens/s", "MFU", "vs all-tp", "vs dense");
     auto projected_ms = [&](const Row& r) {
-      return projected_step_seconds(r.rank_ms() / 1e3, step_collectives(r.rank_comm), net, r.devices()) * 1e3;
+      return projected_step_seconds(r.rank_ms() / 1e3, step_collectives(r.rank_comm, r.rank_overlap_windows), net,
+                                    r.devices()) * 1e3;
     };
     for (auto& r : rows) {
       const double total = projected_ms(r);
@@ -443,7 +478,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
                        "compute ms", "T_rank ms", "error", fit ? fmt::format(" {:>13} {:>8}", "projected ms", "error") : "");
     for (auto& r : rows) {
       if (r.args.dense()) continue;
-      const auto collectives = step_collectives(r.rank_comm);
+      const auto collectives = step_collectives(r.rank_comm, r.rank_overlap_windows);
       for (size_t w = 0; w < r.real_step_ms.size(); ++w) {
         const double compute = r.real_step_ms[w] - r.real_comm_ms[w];
         const double err = (r.real_solo_ms[w] - compute) / compute;
@@ -479,7 +514,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
     for (auto& r : rows) {
       if (r.step_comm.total_count() == 0) continue;
       const double predicted =  // the ring is W processes
-          projected_step_seconds(0, step_collectives(r.step_comm), fit->model, mesh.tp_procs) * 1e3;
+          projected_step_seconds(0, step_collectives(r.step_comm, r.step_overlap_windows), fit->model, mesh.tp_procs) * 1e3;
       const double measured = r.step_comm.total_seconds() * 1e3;
       out << fmt::format("  {:<40} measured {:>8.2f} ms, predicted {:>8.2f} ms, error {:+.1f}%\n", r.label, measured,
                          predicted, 100 * (predicted - measured) / measured);
@@ -517,11 +552,15 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
                          {"rank_mfu", model_flops_utilisation(r.flops_per_step, r.devices(), r.rank_ms() / 1e3, peak)},
                          {"rank_param_shapes", r.rank_param_shapes},
                          {"collectives_per_step", r.rank_comm.total_count()},
+                         {"overlapping_per_step", r.rank_comm.total_overlapped()},
+                         {"rank_overlap_compute_ms", r.rank_comm.total_overlap_seconds() * 1e3},
                          {"bytes_per_step", r.rank_comm.total_bytes()},
                          {"peak_memory_bytes", r.peak_memory_bytes < 0 ? nlohmann::json() : nlohmann::json(r.peak_memory_bytes)}};
       if (real) {  // this rank's measured step, and every TP rank's (the validation below)
         row["real_step_ms"] = r.step_ms;
         row["real_comm_ms"] = r.step_comm.total_seconds() * 1e3;
+        row["real_overlapped_per_step"] = r.step_comm.total_overlapped();
+        row["real_overlap_compute_ms"] = r.step_comm.total_overlap_seconds() * 1e3;
         row["real_param_shapes"] = r.step_param_shapes;  // this rank's, beside its solo rank's
         for (int k = 0; k < kCommKinds; ++k) {
           row[std::string("real_") + comm_kind_name(CommKind(k))] = r.step_comm.count[size_t(k)];

@@ -27,7 +27,9 @@ std::vector<BenchPattern> bench_patterns(const TrainConfig& cfg, const BenchOpti
 std::vector<int64_t> solo_ranks(const std::string& spec, int64_t tp_size);
 
 // What a tally holds, as a projection's collectives: every collective of a kind has the same size.
-std::vector<StepCollective> step_collectives(const CommTally& tally);
+// The overlapping ones (ladder's g) each with `windows`' compute measured while it was in flight,
+// in order; without those they count as blocking.
+std::vector<StepCollective> step_collectives(const CommTally& tally, const std::vector<double>& windows = {});
 
 // Waits for the device's queued work (CUDA); nothing on the CPU.
 void synchronize_device(torch::Device device);

@@ -31,6 +31,9 @@ struct GenerateRow {
   double decode_ms = 0;        // per new token, the slowest timed rank's
   CommTally prefill_comm;      // one prefill
   CommTally decode_comm;       // one decode step
+  // The compute each overlapping collective (ladder's g) was in flight during, in order: of one
+  // prefill, and of one decode step (the mean over the decoded tokens).
+  std::vector<double> prefill_windows, decode_windows;
   int64_t devices() const { return args.dense() ? 1 : args.tp_size; }
 };
 
@@ -74,16 +77,19 @@ void bench_generate(const TrainConfig& cfg, const BenchOptions& opt, std::ostrea
       const auto prompt = torch::randint(row.args.vocab_size, {B, P}, gen, torch::kLong).to(device);
       double prefill_s = 0, decode_s = 0;
       CommTally prefill_comm, decode_comm;
+      std::vector<double> prefill_windows, decode_windows;
       for (int64_t it = 0; it < opt.burnin + opt.iters; ++it) {
         const bool timed = it >= opt.burnin;
         cache.clear();
         synchronize_device(device);
         CommTally before = group->tally();
+        group->log_overlaps(true);
         auto t0 = Clock::now();
         auto logits = model->forward(prompt, {}, &cache).logits;  // [B, 1, V]
         synchronize_device(device);
         if (timed) prefill_s += seconds_since(t0);
         prefill_comm = group->tally() - before;
+        prefill_windows = group->take_overlap_log();
         before = group->tally();
         t0 = Clock::now();
         for (int64_t n = 0; n < new_tokens; ++n) {
@@ -94,16 +100,26 @@ void bench_generate(const TrainConfig& cfg, const BenchOptions& opt, std::ostrea
         synchronize_device(device);
         if (timed) decode_s += seconds_since(t0);
         decode_comm = group->tally() - before;
+        decode_windows = group->take_overlap_log();  // new_tokens steps of the same sequence
+        group->log_overlaps(false);
       }
+      std::vector<double> per_token(decode_windows.size() / size_t(new_tokens), 0.0);
+      if (!per_token.empty())
+        for (size_t i = 0; i < per_token.size() * size_t(new_tokens); ++i)
+          per_token[i % per_token.size()] += decode_windows[i] / double(new_tokens);
       // per prefill, per decoded token
       for (int k = 0; k < kCommKinds; ++k) {
         decode_comm.count[size_t(k)] /= new_tokens;
         decode_comm.bytes[size_t(k)] /= new_tokens;
+        decode_comm.overlapped[size_t(k)] /= new_tokens;
+        decode_comm.overlap_seconds[size_t(k)] /= double(new_tokens);
       }
       row.prefill_ms = std::max(row.prefill_ms, prefill_s / double(opt.iters) * 1e3);
       row.decode_ms = std::max(row.decode_ms, decode_s / double(opt.iters * new_tokens) * 1e3);
       row.prefill_comm = prefill_comm;
       row.decode_comm = decode_comm;
+      row.prefill_windows = prefill_windows;
+      row.decode_windows = per_token;
     }
     out << fmt::format("  {}: prefill {:.2f} ms, decode {:.3f} ms/token (per rank, N = {})\n", row.label,
                        row.prefill_ms, row.decode_ms, row.devices())
@@ -137,11 +153,11 @@ void bench_generate(const TrainConfig& cfg, const BenchOptions& opt, std::ostrea
     out << fmt::format("{:<40} {:>3} {:>13} {:>15} {:>12} {:>10} {:>9}\n", "strategy", "N", "prefill ms",
                        "ms/token", "tokens/s", "vs all-tp", "vs dense");
     auto per_token = [&](const GenerateRow& r) {
-      return projected_step_seconds(r.decode_ms / 1e3, step_collectives(r.decode_comm), net, r.devices()) * 1e3;
+      return projected_step_seconds(r.decode_ms / 1e3, step_collectives(r.decode_comm, r.decode_windows), net, r.devices()) * 1e3;
     };
     for (auto& r : rows) {
       const double prefill =
-          projected_step_seconds(r.prefill_ms / 1e3, step_collectives(r.prefill_comm), net, r.devices()) * 1e3;
+          projected_step_seconds(r.prefill_ms / 1e3, step_collectives(r.prefill_comm, r.prefill_windows), net, r.devices()) * 1e3;
       const double token = per_token(r);
       const double vs_tp = all_tp ? per_token(*all_tp) / token : 0;
       const double vs_dense = dense ? per_token(*dense) / token : 0;

@@ -117,8 +117,11 @@ std::vector<int64_t> generate(GPT& model, std::vector<int64_t> ids, int64_t max_
 namespace {
 
 // The model a checkpoint describes for inference, optionally at another tp_size or as the dense
-// 'gpt' (both only when every block computes the same function at every tp_size).
-ModelArgs inference_model_args(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type) {
+// 'gpt' (both only when every block computes the same function at every tp_size), and with
+// vocab_parallel on or off (`vocab_parallel` 1 or 0; -1 keeps the checkpoint's): the same function
+// either way. The dense 'gpt' has no shards, so it is never vocab-parallel.
+ModelArgs inference_model_args(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
+                               int vocab_parallel = -1) {
   ModelArgs args = ckpt.model_args;
   const bool retargeted = (tp_size > 0 && tp_size != args.tp_size) || (!model_type.empty() && model_type != args.model_type);
   if (retargeted && !same_function_at_every_tp_size(args))
@@ -131,6 +134,10 @@ ModelArgs inference_model_args(const Checkpoint& ckpt, int64_t tp_size, const st
     args.model_type = model_type;
     if (args.dense()) args.tp_size = 1;
   }
+  if (args.dense() && vocab_parallel == 1)
+    throw UserError("vocab_parallel=True needs model_type='distributed_gpt': the dense 'gpt' has no shards");
+  if (vocab_parallel >= 0) args.vocab_parallel = vocab_parallel == 1;
+  if (args.dense()) args.vocab_parallel = false;
   if (tp_size > 0) {
     if (args.dense() && tp_size != 1)
       throw UserError("tp_size=" + std::to_string(tp_size) + " needs model_type='distributed_gpt'");
@@ -186,8 +193,8 @@ void check_ranks_agree(Collectives& tp, const std::vector<int64_t>& values, int6
 }  // namespace
 
 GPT model_from_checkpoint(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
-                          torch::Device device, torch::Dtype dtype) {
-  const ModelArgs args = inference_model_args(ckpt, tp_size, model_type);
+                          torch::Device device, torch::Dtype dtype, int vocab_parallel) {
+  const ModelArgs args = inference_model_args(ckpt, tp_size, model_type, vocab_parallel);
   return inference_model(ckpt, args, std::make_shared<SimulatedGroup>(args.tp_size), device, dtype);
 }
 
@@ -201,7 +208,8 @@ void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_
   const Checkpoint ckpt = load_checkpoint(ckpt_path);
   // The tokenizer comes from the checkpoint's dataset: its vocabulary must be the model's.
   check_model_vocabulary(ckpt.model_args.vocab_size, checkpoint_data_dir(ckpt), "checkpoint " + ckpt_path);
-  const ModelArgs args = inference_model_args(ckpt, cfg.tp_size, cfg.model_type);
+  const ModelArgs args =
+      inference_model_args(ckpt, cfg.tp_size, cfg.model_type, cfg.vocab_parallel ? int(*cfg.vocab_parallel) : -1);
   // A real run (backend gloo or nccl): this process holds L = tp_size / W shards; only rank 0 prints.
   const TrainConfig mesh_cfg = mesh_config(cfg, args, launch_env);
   const ProcessMesh mesh = make_process_mesh(mesh_cfg, launch_env, main_notices);
@@ -244,9 +252,15 @@ void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_
   const int64_t new_tokens = cfg.num_samples * cfg.max_new_tokens;
   const std::string comm_time =
       cfg.backend == "sim" ? "" : fmt::format(" in {:.2f}ms", used.total_seconds() * 1e3);
-  notices << fmt::format("sampling: {} forward all-reduces, {}{} (tp_size {}, SPEC §3)\n",
-                         used.count_of(CommKind::ForwardAllReduce), human_bytes(double(used.total_bytes())), comm_time,
-                         model->args().tp_size);
+  // vocab_parallel adds, per forward pass, the embedding's g and the gather of the logits.
+  const std::string vocab =
+      model->args().vocab_sharded() && model->args().tp_size > 1
+          ? fmt::format(" + {} vocab-parallel embedding all-reduces and {} logits gathers",
+                        used.count_of(CommKind::VocabForwardAllReduce), used.count_of(CommKind::VocabLogitsAllReduce))
+          : "";
+  notices << fmt::format("sampling: {} forward all-reduces{}, {}{} (tp_size {}, SPEC §3)\n",
+                         used.count_of(CommKind::ForwardAllReduce), vocab, human_bytes(double(used.total_bytes())),
+                         comm_time, model->args().tp_size);
   notices << fmt::format("sampling: {} new tokens in {:.2f}s, {:.1f} tokens/s (KV cache, batch 1)\n", new_tokens,
                          seconds, seconds > 0 ? double(new_tokens) / seconds : 0.0)
           << std::flush;
@@ -260,7 +274,7 @@ double evaluate_tokens(const EvalOptions& opt, std::ostream& out, std::ostream& 
   if (opt.tp_size < 0) throw UserError(fmt::format("--tp_size must be >= 1, got {}", opt.tp_size));
   const torch::Device device = resolve_device(opt.device, true, notices);
   const Checkpoint ckpt = load_checkpoint(opt.out_dir + "/ckpt.pt");
-  GPT model = model_from_checkpoint(ckpt, opt.tp_size, "", device, torch::kFloat);
+  GPT model = model_from_checkpoint(ckpt, opt.tp_size, "", device, torch::kFloat, opt.vocab_parallel);
   const int64_t T = opt.block_size > 0 ? opt.block_size : model->args().block_size;
   if (T > model->args().block_size)
     throw UserError(fmt::format("--block_size={} exceeds the model's block_size={}: it must be in [1, {}]", T,
@@ -282,7 +296,12 @@ double evaluate_tokens(const EvalOptions& opt, std::ostream& out, std::ostream& 
     auto span = tokens.slice(first * T, n * T + 1);
     auto x = span.narrow(0, 0, n * T).view({n, T}).to(device);
     auto y = span.narrow(0, 1, n * T).view({n, T}).to(device);
-    auto logits = model->forward(x, y).logits.to(torch::kDouble);
+    const auto out = model->forward(x, y);
+    if (!out.logits.defined()) {  // vocab-parallel: no [B,T,V] anywhere; the mean from its three all-reduces
+      nll_sum += out.loss.item<double>() * double(n * T);
+      continue;
+    }
+    auto logits = out.logits.to(torch::kDouble);
     nll_sum += torch::nll_loss(torch::log_softmax(logits.view({n * T, -1}), -1), y.reshape(-1), {},
                                at::Reduction::Sum)
                    .item<double>();

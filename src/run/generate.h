@@ -13,9 +13,10 @@
 namespace dgpt {
 
 // A model for inference from a checkpoint, optionally at another tp_size or as the dense 'gpt'
-// (both only for all-tp checkpoints: spd and parallel blocks are tied to their tp_size).
+// (both only for all-tp checkpoints: spd and parallel blocks are tied to their tp_size), and with
+// vocab_parallel 1 (on) or 0 (off), the same function either way; -1 keeps the checkpoint's.
 GPT model_from_checkpoint(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
-                          torch::Device device, torch::Dtype dtype);
+                          torch::Device device, torch::Dtype dtype, int vocab_parallel = -1);
 
 // How the next token is drawn from the last position's logits.
 struct SamplingOptions {
@@ -47,6 +48,7 @@ struct EvalOptions {
   int64_t max_windows = 0;  // 0: all
   std::string device = "cpu";
   int64_t tp_size = 0;      // 0: the checkpoint's
+  int vocab_parallel = -1;  // 1 on, 0 off, -1: the checkpoint's (the same function; SPEC §1)
 };
 
 // Mean cross-entropy over every predicted token of consecutive non-overlapping windows:

@@ -369,7 +369,9 @@ ProcessMesh make_process_mesh(const TrainConfig& cfg, const LaunchEnv& env, std:
 std::shared_ptr<TensorParallelGroup> tensor_parallel_group(const ModelArgs& args, const TrainConfig& cfg,
                                                            const ProcessMesh& mesh) {
   if (cfg.backend == "sim" || args.dense()) return std::make_shared<SimulatedGroup>(args.tp_size);
-  return std::make_shared<ProcessTensorParallelGroup>(args.tp_size, mesh.tp_group);
+  auto group = std::make_shared<ProcessTensorParallelGroup>(args.tp_size, mesh.tp_group);
+  group->set_overlap(cfg.overlap_comm);
+  return group;
 }
 
 torch::Device device_for_rank(torch::Device requested, const TrainConfig& cfg, const LaunchEnv& env) {

@@ -81,6 +81,7 @@ ModelArgs resumed_model_args(const Checkpoint& ckpt, const TrainConfig& cfg, std
     throw UserError(fmt::format("tp_size={} does not divide the checkpoint's n_head={} and 4*n_embd={}", a.tp_size,
                                 a.n_head, 4 * a.n_embd));
   a.dropout = cfg.dropout;  // as nanoGPT: dropout may change on resume
+  a.vocab_parallel = wanted.vocab_parallel;  // the same function on or off (SPEC §1): the config chooses
   return a;
 }
 
@@ -227,7 +228,8 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   out << fmt::format("communication per step (SPEC §3): {} forward + {} backward all-reduces per micro-step x {}, "
                      "{} other collectives, {} in all\n",
                      plan.forward_allreduce, plan.backward_allreduce, plan.micro_steps,
-                     plan.replicated_grad_sync + plan.grad_norm_allreduce, human_bytes(double(plan.bytes_per_step())));
+                     plan.collectives_per_step() - plan.micro_steps * (plan.forward_allreduce + plan.backward_allreduce),
+                     human_bytes(double(plan.bytes_per_step())));  // "other" includes vocab_parallel's
   flush_log(out);
 
   LineFile metrics;
@@ -318,8 +320,13 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
       const double tokens_per_s = double(tokens_per_iter) / dt;
       const int64_t fwd = step.count_of(CommKind::ForwardAllReduce), bwd = step.count_of(CommKind::BackwardAllReduce);
       clear_progress();
-      const std::string comm_time =
+      // Real runs: the time blocked in collectives, and for the asynchronous ones (ladder's g) the
+      // compute that ran while they were in flight (what they could hide).
+      std::string comm_time =
           cfg.backend == "sim" ? "" : fmt::format(" in {:.2f}ms", step.total_seconds() * 1e3);
+      if (cfg.backend != "sim" && step.total_overlapped() > 0)
+        comm_time += fmt::format(" ({} overlapped, in flight during {:.2f}ms of compute)", step.total_overlapped(),
+                                 step.total_overlap_seconds() * 1e3);
       out << fmt::format("iter {}: loss {:.4f}, lr {:.3e}, time {:.2f}ms, {:.0f} tok/s, comms {} fwd + {} bwd + {} other "
                          "collectives, {}/step{}",
                          iter_num, loss, lr, dt * 1e3, tokens_per_s, fwd, bwd, step.total_count() - fwd - bwd,
@@ -340,7 +347,12 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
         event[kind] = step.count[size_t(k)];
         event[kind + "_bytes"] = step.bytes[size_t(k)];
         event[kind + "_ms"] = step.seconds[size_t(k)] * 1e3;
+        if (step.overlapped[size_t(k)] > 0) {  // asynchronous ones: of the count, and their in-flight time
+          event[kind + "_overlapped"] = step.overlapped[size_t(k)];
+          event[kind + "_overlap_ms"] = step.overlap_seconds[size_t(k)] * 1e3;
+        }
       }
+      event["comm_overlap_ms"] = step.total_overlap_seconds() * 1e3;
       emit(event);
       flush_log(out);
       t0 = Clock::now();
