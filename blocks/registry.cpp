@@ -29,7 +29,15 @@ std::vector<std::string> known_block_types() {
   return names;
 }
 
-const std::string& baseline_block_type() { return registry().front().name; }
+const std::string& baseline_block_type() {
+  static const std::string& name = [] () -> const std::string& {
+    // The config's None (model_args.h) and the registry's baseline are the same type.
+    TORCH_CHECK(registry().front().name == ModelArgs::kBaselineBlockType, "the registry's first block type must be ",
+                ModelArgs::kBaselineBlockType);
+    return registry().front().name;
+  }();
+  return name;
+}
 
 std::shared_ptr<BlockImpl> make_block(const BlockContext& ctx, const std::string& type) {
   return block_type(type).make(ctx);

@@ -443,6 +443,23 @@ def suite_bench():
     want = flops / (2 * spd["projected_ms"] / 1e3 * 1e12)
     check(abs(spd["mfu"] - want) <= 1e-9 * want, f"projected MFU {spd['mfu']} vs {want}")
     check("projection on nvlink" in p.stderr and "vs all-tp" in p.stderr, "projection tables on stderr")
+    # ladder: its 8 forward all-reduces overlap compute; each is charged max(0, t - T_next) with T_next the
+    # solo rank's measured compute while it was in flight (SPEC §5), the backward ones and the grad norm in full.
+    p = run("bench", *common, "--compare=['tp']*4; ['ladder']*4", "--project=100gbe,slow:2000:0.001", "--json=-")
+    j = json.loads(p.stdout)
+    lad = {r["strategy"]: r for r in j["rows"]}["['ladder']*4"]
+    windows = lad["rank_overlap_windows_ms"]
+    check(lad["forward_allreduce"] == 8 and lad["overlapping_per_step"] == 8 and len(windows) == 8
+          and all(w > 0 for w in windows), f"ladder's overlapping all-reduces and their T_next: {lad}")
+    check(abs(sum(windows) - lad["rank_overlap_compute_ms"]) < 1e-9, "windows add up to the in-flight compute")
+    for net, alpha, bw in [("100gbe", 20e-6, 12.5e9), ("slow", 2000e-6, 0.001e9)]:
+        t = (2 * alpha + 16384 / bw) * 1e3  # ms, one B*T*C all-reduce at n = 2
+        want = 8 * t + sum(max(0.0, t - w) for w in windows) + (2 * alpha + 8 / bw) * 1e3
+        got = [x for x in j["projections"] if x["interconnect"] == net and x["strategy"] == "['ladder']*4"][0]
+        check(abs(got["comm_ms"] - want) < 1e-6 * want, f"ladder on {net}: exposed {got['comm_ms']} ms, by hand {want}")
+    t_fast, t_slow = (2 * 20e-6 + 16384 / 12.5e9) * 1e3, (2 * 2000e-6 + 16384 / 0.001e9) * 1e3
+    check(any(w > t_fast for w in windows) and all(w < t_slow for w in windows),
+          f"both sides of max(0, t - T_next) exercised: T_next {windows} ms, t {t_fast:.4f} / {t_slow:.1f} ms")
     error_case(["bench", *common, "--compare=['tp']*3"], "block_types")
     error_case(["bench", *common, "--project=infiniband"], "infiniband")
     error_case(["bench", *common, "--ranks=first"], "--ranks")

@@ -497,7 +497,7 @@ bool one_of(const std::string& value, std::initializer_list<const char*> allowed
 
 std::vector<std::string> TrainConfig::resolved_block_types() const {
   if (!block_types.empty()) return block_types;
-  return std::vector<std::string>(static_cast<size_t>(std::max<int64_t>(n_layer, 0)), "tp");
+  return std::vector<std::string>(static_cast<size_t>(std::max<int64_t>(n_layer, 0)), ModelArgs::kBaselineBlockType);
 }
 
 TrainConfig load_train_config(const std::vector<std::string>& config_files,
@@ -610,7 +610,7 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
           cfg.tp_size));
     }
     for (const auto& type : types) {
-      if (type != "tp") {
+      if (type != ModelArgs::kBaselineBlockType) {
         throw UserError(fmt::format(
             "model_type='gpt' is the dense model, but block_types contains '{}'; "
             "set model_type='distributed_gpt' to use {} blocks",

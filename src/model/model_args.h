@@ -35,6 +35,9 @@ struct ModelArgs {
   bool vocab_sharded() const { return vocab_parallel && !dense(); }
   static constexpr const char* kDenseModelType = "gpt";
   static constexpr const char* kShardedModelType = "distributed_gpt";
+  // What the config dialect's block_types = None means, layer by layer, and the only type the
+  // dense 'gpt' allows: the dense block, Megatron-sharded. The registry's first type (checked there).
+  static constexpr const char* kBaselineBlockType = "tp";
 };
 
 }  // namespace dgpt

@@ -170,6 +170,12 @@ struct Timer {
   }
 };
 
+std::vector<double> windows_ms(const std::vector<double>& seconds) {
+  std::vector<double> ms;
+  for (double s : seconds) ms.push_back(s * 1e3);
+  return ms;
+}
+
 // Forward all-reduces per step, with "/k" for the k of them that overlap compute (ladder's g).
 std::string fwd_allreduces(const CommTally& t) {
   const auto k = CommKind::ForwardAllReduce;
@@ -554,6 +560,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
                          {"collectives_per_step", r.rank_comm.total_count()},
                          {"overlapping_per_step", r.rank_comm.total_overlapped()},
                          {"rank_overlap_compute_ms", r.rank_comm.total_overlap_seconds() * 1e3},
+                         {"rank_overlap_windows_ms", windows_ms(r.rank_overlap_windows)},
                          {"bytes_per_step", r.rank_comm.total_bytes()},
                          {"peak_memory_bytes", r.peak_memory_bytes < 0 ? nlohmann::json() : nlohmann::json(r.peak_memory_bytes)}};
       if (real) {  // this rank's measured step, and every TP rank's (the validation below)
