@@ -18,6 +18,15 @@ DIR/compare.csv and DIR/compare.json, one row per config. Three different times 
   best_val_loss, val_loss_delta            the lowest val loss; its difference to the first config's
   forward_allreduce, backward_allreduce,   per optimizer step, as the train events of metrics.jsonl
   collectives_per_step, bytes_per_step     count them (SPEC §3)
+  overlapping_allreduce                    of the forward all-reduces, those that may overlap compute
+                                           (ladder's g, 2 per ladder block): `dgpt comms --json`'s
+                                           overlapping_allreduce x micro-steps; table: "fwd AR" as
+                                           "8 (8 ovl)"
+  vocab_parallel, vocab_allreduce,         vocab_parallel (True/False) and its all-reduces per step,
+  vocab_forward_allreduce,                 each kind under its own name (not in fwd/bwd AR; in
+  vocab_backward_allreduce,                coll/step and bytes/step): the embedding's g, the lm_head's
+  vocab_loss_allreduce                     f, the loss's 3 per micro-step; vocab_allreduce is their sum
+                                           (table: "vocab AR", shown when a config has vocab_parallel)
   train_backend, ms_per_iter, tokens_per_s dgpt train's time: medians over the train events after the
                                            first --skip. With backend 'sim' (table: "sim ms/iter") it
                                            is SIMULATED time, all N shards on this one device: what
@@ -25,17 +34,21 @@ DIR/compare.csv and DIR/compare.json, one row per config. Three different times 
                                            ratio is taken of it
   rank_ms (+ rank_ms_ratio)                dgpt bench: T_rank(N), the per-rank compute of an N-device
   rank_ms_vs_dense, rank_tokens_per_s,     step (a solo rank's step: one shard, nothing sent; the
-  rank_mfu, bench_sim_ms_per_step          dense model on one device); the ratio is to the first
-                                           config's; bench_sim_ms_per_step: bench's simulated step
+  rank_mfu, bench_sim_ms_per_step,         dense model on one device); the ratio is to the first
+  rank_overlap_compute_ms                  config's; bench_sim_ms_per_step: bench's simulated step;
+                                           rank_overlap_compute_ms: the solo rank's compute while its
+                                           overlapping all-reduces are in flight (sum of their T_next)
   projected_ms_NET (+ projected_ratio_NET) with --project: the projected N-device step on NET, T_rank
-  projected_comm_ms_NET,                   + the exposed alpha-beta time of what a real rank sends;
-  projected_tokens_per_s_NET,              comm: that communication part
+  projected_comm_ms_NET,                   + the exposed alpha-beta time of what a real rank sends
+  projected_tokens_per_s_NET,              (an overlapping all-reduce: max(0, t - T_next)); comm: that
+                                           communication part
   projected_mfu_NET
   speedup_vs_all_tp_NET,                   the projected step of the same model all tp on N devices
   speedup_vs_dense_NET                     (or dense on one device) over this config's, from the same
                                            bench run (> 1: faster; empty when there is no baseline)
 
-Ratios ("x") are against the first config and only of T_rank and projected time. A config that
+Ratios ("x") are against the first config and only of T_rank and projected time. The dense row of a
+vocab_parallel config replicates the vocabulary (one device, the same function). A config that
 fails stops the comparison with dgpt's error line and exit code 1. The notebooks in notebooks/
 plot a DIR (see notebooks/README.md).
 """
@@ -52,7 +65,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = ["forward_allreduce", "backward_allreduce", "replicated_grad_sync", "grad_norm_allreduce",
-         "data_parallel_grad", "loss_average"]
+         "data_parallel_grad", "loss_average", "vocab_forward_allreduce", "vocab_backward_allreduce",
+         "vocab_loss_allreduce"]
+VOCAB_KINDS = ["vocab_forward_allreduce", "vocab_backward_allreduce", "vocab_loss_allreduce"]
 # What each time column is (compare.json "legend"; the printed table says the same below it).
 LEGEND = {
     "ms_per_iter": "dgpt train: median ms per iteration; with train_backend 'sim' SIMULATED time (all N shards on "
@@ -61,6 +76,12 @@ LEGEND = {
     "rank_ms": "dgpt bench: T_rank(N), per-rank compute of an N-device step (solo rank: one shard, nothing sent; "
                "dense: one device)",
     "rank_ms_ratio": "rank_ms over the first config's",
+    "overlapping_allreduce": "forward all-reduces per step that may overlap compute (ladder's g, 2 per ladder block; "
+                             "dgpt comms' overlapping_allreduce x micro-steps); projected as max(0, t - T_next)",
+    "vocab_allreduce": "vocab_parallel's all-reduces per step (embedding g + lm_head f + 3 of the loss per micro-step), "
+                       "not in forward/backward_allreduce",
+    "rank_overlap_compute_ms": "dgpt bench: the solo rank's compute while its overlapping all-reduces are in flight "
+                               "(the sum of their T_next)",
     "bench_sim_ms_per_step": "dgpt bench: the simulated step (all N shards on this one device), cost of simulation",
     "projected_ms_NET": "projected N-device step on NET: rank_ms + projected_comm_ms_NET (SPEC §5)",
     "projected_comm_ms_NET": "exposed alpha-beta time of the collectives a real rank sends per step on NET",
@@ -170,6 +191,7 @@ def summarize(name, config, run_dir, plan, skip):
     timed = train[skip:] if len(train) > skip else train[len(train) // 2:]
     last = train[-1]
     dense = plan["model_type"] == "gpt"
+    micro = plan.get("micro_steps_per_step", 1)
     row = {
         "name": name,
         "config": config,
@@ -186,6 +208,10 @@ def summarize(name, config, run_dir, plan, skip):
         "backward_allreduce": last["backward_allreduce"],
         "collectives_per_step": last["collectives"],
         "bytes_per_step": last["comm_bytes"],
+        # the plan's count per micro-step (an older dgpt without the key: none), per optimizer step like the rest
+        "overlapping_allreduce": plan.get("overlapping_allreduce", 0) * micro,
+        "vocab_parallel": bool(plan.get("vocab_parallel", False)),
+        "vocab_allreduce": sum(last.get(k, 0) for k in VOCAB_KINDS),
         "train_backend": train_backend(run_dir),
         "ms_per_iter": statistics.median(e["ms"] for e in timed),
         "tokens_per_s": statistics.median(e["tokens_per_s"] for e in timed),
@@ -194,6 +220,8 @@ def summarize(name, config, run_dir, plan, skip):
     for k in KINDS:  # per kind, for the projections notebook
         row[f"{k}_per_step"] = last.get(k, 0)
         row[f"{k}_bytes_per_step"] = last.get(f"{k}_bytes", 0)
+    for k in VOCAB_KINDS:  # CSV columns, as forward_allreduce
+        row[k] = last.get(k, 0)
     return row
 
 
@@ -231,11 +259,25 @@ def human_bytes(b):
         b /= 1000.0
 
 
+def forward_cell(r):
+    """8, or 8 (8 ovl) when some of them may overlap compute (ladder's g)."""
+    ovl = r.get("overlapping_allreduce") or 0
+    return f"{r['forward_allreduce']} ({ovl} ovl)" if ovl else str(r["forward_allreduce"])
+
+
+def vocab_cell(r):
+    """off, or the vocab_parallel all-reduces per step: 10 (2+2+6), embedding g + lm_head f + loss."""
+    if not r.get("vocab_parallel"):
+        return "off"
+    return f"{r['vocab_allreduce']} ({'+'.join(str(r.get(k, 0)) for k in VOCAB_KINDS)})"
+
+
 def table(rows, nets, bench):
     sim = all(r["train_backend"] == "sim" for r in rows)
     train_ms, train_tok = ("sim ms/iter", "sim tok/s") if sim else ("train ms/iter", "train tok/s")
-    head = ["config", "block_types", "tp", "fwd AR", "bwd AR", "coll/step", "bytes/step", "train loss",
-            "val loss", "best val", train_ms, train_tok]
+    vocab = any(r.get("vocab_parallel") for r in rows)
+    head = ["config", "block_types", "tp", "fwd AR", "bwd AR"] + (["vocab AR"] if vocab else []) + [
+            "coll/step", "bytes/step", "train loss", "val loss", "best val", train_ms, train_tok]
     if bench:
         head += ["T_rank ms", "x"]
     for n in nets:
@@ -243,8 +285,9 @@ def table(rows, nets, bench):
     times = lambda v: fmt(v, ".3f") + "x" if v is not None else "n/a"
     body = []
     for r in rows:
-        line = [r["name"], short_types(r["block_types"]), str(r["tp_size"]), str(r["forward_allreduce"]),
-                str(r["backward_allreduce"]), str(r["collectives_per_step"]), human_bytes(r["bytes_per_step"]),
+        line = [r["name"], short_types(r["block_types"]), str(r["tp_size"]), forward_cell(r),
+                str(r["backward_allreduce"])] + ([vocab_cell(r)] if vocab else []) + [
+                str(r["collectives_per_step"]), human_bytes(r["bytes_per_step"]),
                 fmt(r["final_train_loss"], ".4f"), fmt(r["final_val_loss"], ".4f"), fmt(r["best_val_loss"], ".4f"),
                 fmt(r["ms_per_iter"], ".2f"), fmt(r["tokens_per_s"], ".0f")]
         if bench:
@@ -263,12 +306,19 @@ def legend(rows, nets, bench, skip):
     first = rows[0]["name"]
     backends = sorted({r["train_backend"] for r in rows})
     sim = backends == ["sim"]
-    lines = ["fwd/bwd AR, coll/step, bytes/step: per optimizer step, what a real rank sends (SPEC §3).",
-             (f"sim ms/iter, sim tok/s: dgpt train, medians after the first {skip} iterations, SIMULATED (all N shards "
-              "on this one device): what simulating costs, not the speed of N devices; no ratio is taken of them."
-              if sim else
-              f"train ms/iter, train tok/s: dgpt train, medians after the first {skip} iterations (backend "
-              f"{'/'.join(backends)}; 'sim' rows are simulated time: the cost of simulating, not of N devices).")]
+    lines = ["fwd/bwd AR, coll/step, bytes/step: per optimizer step, what a real rank sends (SPEC §3)."]
+    if any(r.get("overlapping_allreduce") for r in rows):
+        lines.append("fwd AR \"a (b ovl)\": b of the a forward all-reduces may overlap compute (ladder's g, 2 per "
+                     "ladder block); the others block." + (" A projection counts each overlapping one for "
+                     "max(0, t - T_next), T_next the solo rank's compute while it is in flight." if nets else ""))
+    if any(r.get("vocab_parallel") for r in rows):
+        lines.append("vocab AR: vocab_parallel's all-reduces per step, \"n (fwd+bwd+loss)\": the embedding's g, the "
+                     "lm_head's f, 3 of the loss per micro-step; not in fwd/bwd AR, in coll/step and bytes/step.")
+    lines.append(f"sim ms/iter, sim tok/s: dgpt train, medians after the first {skip} iterations, SIMULATED (all N "
+                 "shards on this one device): what simulating costs, not the speed of N devices; no ratio is taken of "
+                 "them." if sim else
+                 f"train ms/iter, train tok/s: dgpt train, medians after the first {skip} iterations (backend "
+                 f"{'/'.join(backends)}; 'sim' rows are simulated time: the cost of simulating, not of N devices).")
     if bench:
         lines.append(f"T_rank ms: dgpt bench, per rank: the compute of one rank of an N-device step (a solo rank, one "
                      f"shard, nothing sent; the dense model on one device); x: ratio to {first}.")
@@ -337,8 +387,11 @@ def main(argv=None):
             run_dir = os.path.join(out, name)
             os.makedirs(run_dir, exist_ok=True)
             plan = json.loads(run_dgpt(dgpt, ["comms", config, *common, "--json"], f"{config}: dgpt comms").stdout)
+            ovl = plan.get("overlapping_allreduce", 0)
             progress(f"{name}: training ({plan['model_type']}, tp_size {plan['tp_size']}, "
-                     f"{plan['forward_allreduce']} forward all-reduces per micro-step) ...")
+                     f"{plan['forward_allreduce']} forward all-reduces per micro-step"
+                     f"{f', {ovl} overlapping' if ovl else ''}{', vocab_parallel' if plan.get('vocab_parallel') else ''}"
+                     f") ...")
             t0 = time.monotonic()
             run_dgpt(dgpt, ["train", config, *common, f"--out_dir={run_dir}"], f"{config}: dgpt train",
                      log=os.path.join(run_dir, "train.log"))
@@ -350,9 +403,9 @@ def main(argv=None):
                 progress(f"{name}: dgpt bench {' '.join(extra)} ...")
                 t0 = time.monotonic()
                 bench_json = os.path.join(run_dir, "bench.json")
-                run_dgpt(dgpt, ["bench", config, *common, f"--iters={a.bench_iters}", f"--burnin={a.bench_burnin}",
-                                f"--json={bench_json}", *extra], f"{config}: dgpt bench",
-                         log=os.path.join(run_dir, "bench.log"))
+                bench_args = ["bench", config, *common, f"--iters={a.bench_iters}", f"--burnin={a.bench_burnin}",
+                              f"--json={bench_json}"]
+                run_dgpt(dgpt, [*bench_args, *extra], f"{config}: dgpt bench", log=os.path.join(run_dir, "bench.log"))
                 progress(f"{time.monotonic() - t0:.1f} s", end=True)
                 bench_row, proj = bench_results(bench_json)
                 row["bench_json"] = os.path.join(name, "bench.json")
@@ -362,6 +415,7 @@ def main(argv=None):
                 row["rank_tokens_per_s"] = bench_row.get("rank_tokens_per_s")
                 row["rank_mfu"] = bench_row.get("rank_mfu")
                 row["bench_sim_ms_per_step"] = bench_row.get("sim_ms_per_step")  # None in a real (gloo) run
+                row["rank_overlap_compute_ms"] = bench_row.get("rank_overlap_compute_ms", 0.0)
                 for n in nets:
                     p = proj.get(n)
                     if p is None:
@@ -400,6 +454,10 @@ def main(argv=None):
         columns += [f"projected_ms_{n}", f"projected_comm_ms_{n}", f"projected_ratio_{n}", f"speedup_vs_all_tp_{n}",
                     f"speedup_vs_dense_{n}", f"projected_tokens_per_s_{n}", f"projected_mfu_{n}"]
     columns += ["run_dir", "config"]
+    # added with ladder and vocab_parallel: after the older columns, so that those keep their places
+    columns += ["overlapping_allreduce", "vocab_parallel", "vocab_allreduce", *VOCAB_KINDS]
+    if bench:
+        columns += ["rank_overlap_compute_ms"]
     with open(os.path.join(out, "compare.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """The strategy-comparison workflow end to end: usage: test_notebooks.py DGPT_BINARY.
 
-Prepares shakespeare_char in a temporary folder, runs bench/compare.py on three tiny configs
-(all tp, all spd, spd + a run of parallel blocks; tp_size 2) with projections, checks its
-compare.csv / compare.json against the bench.json files it read (SPEC §5: projected = T_rank +
-exposed communication, each speedup = the baseline's projected step over the row's, no ratio of
-simulated time), then executes notebooks/compare_strategies.ipynb and notebooks/projections.ipynb
+Prepares shakespeare_char in a temporary folder, runs bench/compare.py on five tiny configs
+(all tp, all spd, spd + a run of parallel blocks, all ladder, and neox + ladder + spd with
+vocab_parallel and 2 micro-steps; tp_size 2) with projections, checks its compare.csv /
+compare.json against the plan (SPEC §3: forward all-reduces, of them the overlapping ones, 2 per
+ladder block and micro-step, and the vocab-parallel collectives under their own names) and the
+bench.json files it read (SPEC §5: projected = T_rank + exposed communication, an overlapping
+all-reduce exposed at most in full, each speedup = the baseline's projected step over the row's, no
+ratio of simulated time), then executes notebooks/compare_strategies.ipynb and notebooks/projections.ipynb
 headless with nbconvert on those outputs (and projections.ipynb on a `dgpt bench --compare --json`
 file too, whose solo ranks must beat the simulation of both shards) and checks the PNGs they write.
 nbconvert, pandas and matplotlib are required (setup.sh installs them): without them the test
@@ -55,8 +58,14 @@ model_type = 'distributed_gpt'
 tp_size = 2
 block_types = {types}
 """
-STRATEGIES = [("tp", "['tp']*4", 8), ("spd", "['spd']*4", 4),
-              ("spd_parallel", "['spd','parallel','parallel','parallel']", 2)]
+# name, block_types, then per optimizer step: forward all-reduces, of them overlapping (2 per ladder block and
+# micro-step), vocab_parallel's (embedding g, lm_head f, loss 3, per micro-step); lines appended to the config
+VOCAB_MIX = "vocab_parallel = True\ngradient_accumulation_steps = 2\n"
+STRATEGIES = [("tp", "['tp']*4", 8, 0, None, ""), ("spd", "['spd']*4", 4, 0, None, ""),
+              ("spd_parallel", "['spd','parallel','parallel','parallel']", 2, 0, None, ""),
+              ("ladder", "['ladder']*4", 8, 8, None, ""),
+              ("vocab_mix", "['neox','ladder','ladder','spd']", 2 * 6, 2 * 4, (2, 2, 6), VOCAB_MIX)]
+VOCAB_KINDS = ("vocab_forward_allreduce", "vocab_backward_allreduce", "vocab_loss_allreduce")
 COMPARE_PNGS = ["compare_loss_curves.png", "compare_val_loss_vs_allreduce.png", "compare_step_time.png"]
 NETS = ("nvlink", "100gbe")
 # keys of the bench JSON before SPEC §5's three times (one misleading time): none may come back
@@ -165,9 +174,9 @@ def main():
 
     run([DGPT, "prepare", "shakespeare_char", "--input", SHAKESPEARE])
     configs = []
-    for name, types, _ in STRATEGIES:
+    for name, types, *_, extra in STRATEGIES:
         with open(os.path.join(WORK, f"{name}.py"), "w") as f:
-            f.write(CONFIG.format(types=types))
+            f.write(CONFIG.format(types=types) + extra)  # a later assignment wins
         configs.append(f"{name}.py")
 
     # --- bench/compare.py ---------------------------------------------------------------------
@@ -182,12 +191,23 @@ def main():
     cells = [c.strip() for c in head.strip("|").split("|")]
     check([cells[i - 1] for i, c in enumerate(cells) if c == "x"] == ["T_rank ms", "nvlink proj ms", "100gbe proj ms"],
           f"ratio columns: {cells}")
+    # fwd AR "a (b ovl)" where b of them overlap compute; vocab AR "n (fwd+bwd+loss)" or "off"
+    printed = {l.split("|")[1].strip(): dict(zip(cells, (c.strip() for c in l.strip().strip("|").split("|"))))
+               for l in p.stdout.splitlines() if l.startswith("| ") and not l.startswith("| config")}
+    for name, _, fwd, ovl, vocab, _ in STRATEGIES:
+        cell = printed.get(name, {})
+        check(cell.get("fwd AR") == (f"{fwd} ({ovl} ovl)" if ovl else str(fwd)) and
+              cell.get("vocab AR") == (f"{sum(vocab)} ({'+'.join(map(str, vocab))})" if vocab else "off"),
+              f"{name}: printed fwd AR {cell.get('fwd AR')!r}, vocab AR {cell.get('vocab AR')!r}")
+    check("b of the a forward all-reduces may overlap compute" in p.stdout and "max(0, t - T_next)" in p.stdout and
+          "vocab AR: vocab_parallel's all-reduces per step" in p.stdout, f"legend of ovl and vocab AR:\n{p.stdout}")
     with open(os.path.join(out, "compare.csv")) as f:
         rows = list(csv.DictReader(f))
     columns = ["name", "model_type", "tp_size", "devices", "block_types", "final_train_loss", "final_val_loss",
                "best_val_loss", "forward_allreduce", "backward_allreduce", "collectives_per_step", "bytes_per_step",
                "train_backend", "ms_per_iter", "tokens_per_s", "rank_ms", "rank_ms_ratio", "rank_ms_vs_dense",
-               "rank_tokens_per_s", "rank_mfu", "bench_sim_ms_per_step"]
+               "rank_tokens_per_s", "rank_mfu", "bench_sim_ms_per_step", "overlapping_allreduce", "vocab_parallel",
+               "vocab_allreduce", *VOCAB_KINDS, "rank_overlap_compute_ms"]
     for net in NETS:
         columns += [f"projected_ms_{net}", f"projected_comm_ms_{net}", f"projected_ratio_{net}",
                     f"speedup_vs_all_tp_{net}", f"speedup_vs_dense_{net}", f"projected_tokens_per_s_{net}",
@@ -196,19 +216,38 @@ def main():
           f"compare.csv columns: missing {[c for c in columns if rows and c not in rows[0]]}")
     check(rows and not [c for c in ("ms_ratio", "tokens_per_s_ratio", "bench_ms_per_step") if c in rows[0]],
           f"compare.csv: no ratio of simulated time {list(rows[0]) if rows else None}")
-    check(len(rows) == 3, f"compare.csv has {len(rows)} rows")
+    check(len(rows) == len(STRATEGIES), f"compare.csv has {len(rows)} rows")
     check([r["name"] for r in rows] == [s[0] for s in STRATEGIES], f"names {[r['name'] for r in rows]}")
     doc = json.load(open(os.path.join(out, "compare.json")))
     jrows = doc["rows"]
-    check(len(jrows) == 3, f"compare.json has {len(jrows)} rows")
+    check(len(jrows) == len(STRATEGIES), f"compare.json has {len(jrows)} rows")
     check(doc["project"] == ["nvlink", "100gbe"] and doc["seed"] == 1337, f"compare.json header {doc['project']}")
-    for (name, types, fwd), r, c in zip(STRATEGIES, jrows, rows):
+    for (name, types, fwd, ovl, vocab, _), r, c in zip(STRATEGIES, jrows, rows):
         check(r["model_type"] == "distributed_gpt" and r["tp_size"] == 2, f"{name}: model {r['model_type']}")
         check(r["block_types"] == eval(types), f"{name}: block_types {r['block_types']}")
         check(r["forward_allreduce"] == fwd and r["backward_allreduce"] == fwd and int(c["forward_allreduce"]) == fwd,
               f"{name}: all-reduces {r['forward_allreduce']}/{r['backward_allreduce']}, expected {fwd}")
-        # SPEC §3: + 1 grad-norm all-reduce, + 1 replicated-gradient sync with spd/parallel blocks
-        check(r["collectives_per_step"] == 2 * fwd + 1 + (name != "tp"), f"{name}: collectives {r['collectives_per_step']}")
+        # the overlapping ones: the plan's 2 per ladder block x micro-steps; in the train events alike
+        micro = 2 if vocab else 1
+        check(ovl == 2 * eval(types).count("ladder") * micro and r["overlapping_allreduce"] == ovl and
+              int(c["overlapping_allreduce"]) == ovl, f"{name}: overlapping {r['overlapping_allreduce']}, expected {ovl}")
+        last = [json.loads(l) for l in open(os.path.join(out, r["run_dir"], "metrics.jsonl")) if '"train"' in l][-1]
+        check(last.get("forward_allreduce_overlapped", 0) == ovl, f"{name}: metrics.jsonl overlapped "
+                                                                  f"{last.get('forward_allreduce_overlapped')}, plan {ovl}")
+        # vocab_parallel's collectives under their own names: embedding g, lm_head f, 3 of the loss per micro-step
+        kinds = vocab or (0, 0, 0)
+        check(r["vocab_parallel"] == bool(vocab) and c["vocab_parallel"] == str(bool(vocab)) and
+              [r[k] for k in VOCAB_KINDS] == list(kinds) and [int(c[k]) for k in VOCAB_KINDS] == list(kinds) and
+              [r[f"{k}_per_step"] for k in VOCAB_KINDS] == list(kinds) and r["vocab_allreduce"] == sum(kinds) and
+              int(c["vocab_allreduce"]) == sum(kinds), f"{name}: vocab {[r.get(k) for k in VOCAB_KINDS]}, plan {kinds}")
+        check(r["vocab_loss_allreduce_bytes_per_step"] == kinds[2] * 4 * 32 * 4 and
+              r["vocab_forward_allreduce_bytes_per_step"] == kinds[0] * 4 * 32 * 32 * 4,
+              f"{name}: vocab bytes {r['vocab_forward_allreduce_bytes_per_step']}, "
+              f"{r['vocab_loss_allreduce_bytes_per_step']}")
+        # SPEC §3: + 1 grad-norm all-reduce, + 1 replicated-gradient sync with spd/parallel/neox blocks, + vocab's
+        replicated = any(t in ("spd", "parallel", "neox") for t in eval(types))
+        check(r["collectives_per_step"] == 2 * fwd + 1 + replicated + sum(kinds),
+              f"{name}: collectives {r['collectives_per_step']}")
         check(r["bytes_per_step"] > 2 * fwd * 4 * 32 * 32 * 4 - 1, f"{name}: bytes {r['bytes_per_step']}")
         for k in ("final_train_loss", "final_val_loss", "best_val_loss"):
             check(finite(r[k]) and 0 < r[k] < 5 and math.isfinite(float(c[k])), f"{name}: {k} {r[k]}")
@@ -226,20 +265,29 @@ def main():
         all_tp, dense = check_bench(bench, f"{name}/bench.json")
         check(own["block_types"] == r["block_types"] and own["rank_ms"] == r["rank_ms"] and
               own["sim_ms_per_step"] == r["bench_sim_ms_per_step"], f"{name}: row from bench.json {own['strategy']}")
-        check(len(dense) == 1 and dense[0]["devices"] == 1 and len(all_tp) == 1 and (name == "tp") == (all_tp[0] is own),
-              f"{name}: bench.json rows {[x['strategy'] for x in bench['rows']]}")
-        check(close(r["rank_ms_vs_dense"], own["rank_ms"] / dense[0]["rank_ms"]) and
+        check(own["overlapping_per_step"] == ovl and r["rank_overlap_compute_ms"] == own["rank_overlap_compute_ms"] and
+              (own["rank_overlap_compute_ms"] > 0) == (ovl > 0) and len(own["rank_overlap_windows_ms"]) == ovl and
+              [own[k] for k in VOCAB_KINDS] == list(kinds), f"{name}: bench.json overlapping "
+                                                            f"{own['overlapping_per_step']}, vocab")
+        # every config has its dense row (a vocab_parallel config's replicates the vocabulary: one device)
+        check(len(dense) == 1 and all(d["devices"] == 1 and not d.get("vocab_parallel") for d in dense)
+              and len(all_tp) == 1 and
+              (name == "tp") == (all_tp[0] is own), f"{name}: bench.json rows {[x['strategy'] for x in bench['rows']]}")
+        check((close(r["rank_ms_vs_dense"], own["rank_ms"] / dense[0]["rank_ms"]) if dense else
+               r["rank_ms_vs_dense"] is None and c["rank_ms_vs_dense"] == "") and
               close(r["rank_ms_ratio"], r["rank_ms"] / jrows[0]["rank_ms"]), f"{name}: T_rank ratios")
         for net in NETS:
             proj = {(p["strategy"], p["interconnect"]): p for p in bench["projections"]}
-            mine, tp, dn = (proj[(x["strategy"], net)] for x in (own, all_tp[-1], dense[-1]))
+            mine, tp = (proj[(x["strategy"], net)] for x in (own, all_tp[-1]))
+            dn = proj[(dense[-1]["strategy"], net)] if dense else None
             check(close(r[f"projected_ms_{net}"], r["rank_ms"] + r[f"projected_comm_ms_{net}"]) and
                   r[f"projected_ms_{net}"] == mine["projected_ms"],
                   f"{name}: projected on {net} {r[f'projected_ms_{net}']} = T_rank {r['rank_ms']} + comm "
                   f"{r[f'projected_comm_ms_{net}']}")
             # vs all-tp is 1 for the all-tp row only because it is its own baseline: check the ratio itself
             check(close(r[f"speedup_vs_all_tp_{net}"], tp["projected_ms"] / mine["projected_ms"]) and
-                  close(r[f"speedup_vs_dense_{net}"], dn["projected_ms"] / mine["projected_ms"]),
+                  (close(r[f"speedup_vs_dense_{net}"], dn["projected_ms"] / mine["projected_ms"]) if dn else
+                   r[f"speedup_vs_dense_{net}"] is None),
                   f"{name}: speedups on {net} {r[f'speedup_vs_all_tp_{net}']}, {r[f'speedup_vs_dense_{net}']}")
             check(close(r[f"projected_ratio_{net}"], r[f"projected_ms_{net}"] / jrows[0][f"projected_ms_{net}"]),
                   f"{name}: projected ratio on {net}")
@@ -247,6 +295,16 @@ def main():
           jrows[0]["speedup_vs_all_tp_nvlink"] == 1.0, "ratios against the first config (all tp, its own baseline)")
     check(jrows[2]["projected_comm_ms_100gbe"] < jrows[1]["projected_comm_ms_100gbe"] < jrows[0]["projected_comm_ms_100gbe"],
           "fewer all-reduces, less projected communication")
+    # all ladder sends what all tp sends (the same counts and sizes), but its 8 forward all-reduces are exposed only
+    # for max(0, t - T_next): at most tp's communication, and no less than tp's less those 8 in full
+    by_name = {r["name"]: r for r in jrows}
+    for net, (alpha_s, bw) in ((n, (doc["interconnects"][n]["alpha_s"], doc["interconnects"][n]["bandwidth_Bps"]))
+                               for n in NETS):
+        t_ms = (2 * alpha_s + by_name["tp"]["forward_allreduce_bytes_per_step"] / 8 / bw) * 1e3  # n = 2
+        tp_comm, ladder_comm = by_name["tp"][f"projected_comm_ms_{net}"], by_name["ladder"][f"projected_comm_ms_{net}"]
+        check(by_name["ladder"]["bytes_per_step"] == by_name["tp"]["bytes_per_step"] and
+              tp_comm - 8 * t_ms - 1e-9 <= ladder_comm <= tp_comm + 1e-9,
+              f"ladder's exposed communication on {net}: {ladder_comm} ms against tp's {tp_comm} ms, 8 x {t_ms} ms")
     # the same seed and data: the first iteration's loss is the same for every strategy at initialisation
     first = [json.loads(open(os.path.join(out, r["run_dir"], "metrics.jsonl")).readline()) for r in jrows]
     initial = [e["val_loss"] for e in first]
@@ -263,12 +321,15 @@ def main():
     # a dgpt bench --compare file for projections.ipynb (rows with a dense one); times are not asserted (benchmarks
     # are not tests), only how the file's numbers relate to each other
     bench_json = os.path.join(WORK, "bench.json")
+    patterns = ["['tp']*4", "['spd']*4", "['parallel']*4", "['ladder']*4", "['neox']*4"]
     run([DGPT, "bench", "tp.py", "--iters=2", "--burnin=1",
-         "--compare=['tp']*4; ['spd']*4; ['parallel']*4", "--project=nvlink,ib,100gbe", f"--json={bench_json}"])
+         f"--compare={'; '.join(patterns)}", "--project=nvlink,ib,100gbe", f"--json={bench_json}"])
     bench = json.load(open(bench_json))
     check_bench(bench, "bench.json")
-    check([r["strategy"] for r in bench["rows"]] == ["['tp']*4", "['spd']*4", "['parallel']*4", "dense"] and
-          len(bench["projections"]) == 12, f"bench.json rows {[r['strategy'] for r in bench['rows']]}")
+    check([r["strategy"] for r in bench["rows"]] == patterns + ["dense"] and
+          len(bench["projections"]) == 3 * (len(patterns) + 1), f"bench.json rows {[r['strategy'] for r in bench['rows']]}")
+    check([r["overlapping_per_step"] for r in bench["rows"]] == [0, 0, 0, 8, 0, 0],
+          f"bench.json overlapping {[r['overlapping_per_step'] for r in bench['rows']]}")
 
     # --- the notebooks --------------------------------------------------------------------------
     if nbconvert is None:
@@ -280,19 +341,23 @@ def main():
     check(images >= 3, f"compare_strategies.ipynb shows {images} figures")
     check("T_rank ms (per rank)" in text and "nvlink projected ms" in text and "cost of simulating" in text,
           f"compare_strategies.ipynb: its table names the per-rank, projected and simulated times:\n{text[:3000]}")
+    check("8 (8 ovl)" in text and "12 (8 ovl)" in text and "vocab AR" in text and "10 (2+2+6)" in text,
+          f"compare_strategies.ipynb: its table marks the overlapping and vocab all-reduces:\n{text[:3000]}")
     check_pngs(fig, COMPARE_PNGS, "compare_strategies.ipynb")
     # projections.ipynb re-derives every projection (T_rank + comm, the formula, both speedups) and asserts it
     images, text = execute_notebook(nbconvert, "projections.ipynb", os.path.join(WORK, "executed"), env)
     check(images >= 2, f"projections.ipynb shows {images} figures")
-    check("dgpt's projections re-derived: 6 (strategy, interconnect) pairs agree" in text,
-          f"projections.ipynb on compare.json checked 3 x 2 projections:\n{text[:3000]}")
+    # re-derived exactly, each overlapping all-reduce with its own T_next (bench.json's rank_overlap_windows_ms)
+    check("dgpt's projections re-derived: 10 (strategy, interconnect) pairs agree (4 with overlapping all-reduces"
+          in text and "within bounds only" not in text,
+          f"projections.ipynb on compare.json checked 5 x 2 projections, 2 x 2 overlapping:\n{text[:3000]}")
     check_pngs(fig, PROJECTION_PNGS, "projections.ipynb on compare.json")
 
     fig2 = os.path.join(WORK, "fig_bench")
     env = dict(ENV, DGPT_PROJECTION_INPUT=bench_json, DGPT_FIGURES_DIR=fig2, DGPT_ALPHA_US="10")
     _, text = execute_notebook(nbconvert, "projections.ipynb", os.path.join(WORK, "executed_bench"), env)
-    check("dgpt's projections re-derived: 12 (strategy, interconnect) pairs agree" in text,
-          f"projections.ipynb on bench.json checked 4 x 3 projections:\n{text[:3000]}")
+    check("dgpt's projections re-derived: 18 (strategy, interconnect) pairs agree (3 with overlapping all-reduces"
+          in text and "within bounds only" not in text, f"projections.ipynb on bench.json checked 6 x 3 projections, 1 x 3 overlapping:\n{text[:3000]}")
     check_pngs(fig2, PROJECTION_PNGS, "projections.ipynb on a dgpt bench --json file")
     # nothing written into the source tree
     check(not [f for f in os.listdir(NOTEBOOKS) if f.endswith(".png") and

@@ -193,7 +193,10 @@ std::vector<BenchPattern> bench_patterns(const TrainConfig& cfg, const BenchOpti
     TrainConfig c = cfg;
     c.model_type = model_type;
     c.block_types = std::move(types);
-    if (c.dense()) c.tp_size = 1;
+    if (c.dense()) {  // one device: nothing sharded, the vocabulary included (the same function)
+      c.tp_size = 1;
+      c.vocab_parallel = false;
+    }
     validate(c, known_block_types());
     return BenchPattern{label, model_args_from(c, vocab)};
   };
@@ -369,9 +372,11 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
                               : solo_ranks(opt.ranks, row.args.tp_size);
       for (const int64_t r : ranks) {
         const auto solo = timer.time_steps(row.args, std::make_shared<SoloRankGroup>(row.args.tp_size, r), 0.0);
-        if (row.rank_times.empty() || solo.ms > row.rank_ms()) row.rank_overlap_windows = solo.overlap_windows;
+        if (row.rank_times.empty() || solo.ms > row.rank_ms()) {  // the slowest rank's tally and T_next
+          row.rank_overlap_windows = solo.overlap_windows;
+          row.rank_comm = solo.comm;
+        }
         row.rank_times.push_back({r, solo.ms, solo.peak_memory_bytes});
-        row.rank_comm = solo.comm;
         row.rank_param_shapes = solo.param_shapes;
       }
     }
@@ -547,6 +552,7 @@ void bench(const TrainConfig& cfg, const BenchOptions& opt, std::ostream& main_o
       nlohmann::json row{{"strategy", r.label},
                          {"model_type", r.args.model_type},
                          {"tp_size", r.args.tp_size},
+                         {"vocab_parallel", r.args.vocab_sharded()},
                          {"devices", r.devices()},
                          {"block_types", r.args.block_types},
                          {"flops_per_step", r.flops_per_step},
