@@ -103,6 +103,9 @@ struct BlockType {
   // Whether it computes the same function at every tp_size (so its weights may be run, resumed
   // or evaluated at another tp_size, or as the dense model).
   bool same_function_at_every_tp_size = false;
+  // How its function differs from nanoGPT's dense block (GPT-2's), in a few words, for messages
+  // (GPT-2 weights loaded into it, `dgpt export`); empty for the baseline, which computes it.
+  std::string differs_from_dense;
   // Elements of its replicated parameters used inside the shard region: the block's share of the
   // replicated-gradient sync (SPEC §2).
   std::function<int64_t(const ModelArgs&)> replicated_grad_sync_numel;

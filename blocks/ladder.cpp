@@ -47,6 +47,7 @@ BlockType ladder_block_type() {
   t.lags_stream = true;
   t.c_proj_biases = kCProjBiases;
   t.same_function_at_every_tp_size = true;  // each sub-layer is the dense one; only the wiring differs
+  t.differs_from_dense = "each sub-layer reads the residual stream without its predecessor's output (Ladder Residual)";
   t.replicated_grad_sync_numel = [](const ModelArgs&) -> int64_t { return 0; };
   return t;
 }

@@ -38,6 +38,7 @@ BlockType neox_block_type() {
   t.forward_allreduces = 1;
   t.c_proj_biases = kCProjBiases;
   t.same_function_at_every_tp_size = true;  // the shards' sum is the dense sub-layers' sum
+  t.differs_from_dense = "attention and MLP read the same input (GPT-NeoX's parallel residual)";
   // ln_1 and ln_2 (weight, bias): used after f
   t.replicated_grad_sync_numel = [](const ModelArgs& a) -> int64_t { return a.n_embd * (a.bias ? 4 : 2); };
   return t;

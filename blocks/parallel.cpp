@@ -38,6 +38,7 @@ BlockType parallel_block_type() {
   t.keeps_shard_streams = true;
   t.c_proj_biases = kCProjBiases;
   t.same_function_at_every_tp_size = false;  // one stream per shard
+  t.differs_from_dense = "each shard keeps its own residual stream through a run of parallel blocks, merged at its end";
   // ln_1 and ln_2, weight and bias
   t.replicated_grad_sync_numel = [](const ModelArgs& a) -> int64_t { return a.n_embd * (a.bias ? 4 : 2); };
   return t;

@@ -45,6 +45,7 @@ BlockType spd_block_type() {
   t.forward_allreduces = 1;
   t.c_proj_biases = kCProjBiases;
   t.same_function_at_every_tp_size = false;  // each shard's MLP sees only its own heads
+  t.differs_from_dense = "each shard's MLP reads its own partial attention output, not their all-reduced sum";
   // ln_1 and ln_2 (weight, bias) and the attention c_proj bias
   t.replicated_grad_sync_numel = [](const ModelArgs& a) -> int64_t { return a.n_embd * (a.bias ? 5 : 2); };
   return t;

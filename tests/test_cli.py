@@ -64,7 +64,7 @@ def suite_errors():
     error_case([*base, "--model_type=distributed_gpt", "--block_types=['spd']*3"], "block_types", "3", "4")
     error_case([*base, "--model_type=distributed_gpt", "--block_types=['tp','spd','foo','tp']"], "foo")
     error_case([*base, "--model_type=distributed_gpt", "--tp_size=3"], "n_head", "3")
-    error_case([*base, "--init_from=gpt2"], "init_from")
+    error_case([*base, "--init_from=gpt3"], "init_from", "'gpt2'")
     cfg = os.path.join(WORK, "bad.py")
     open(cfg, "w").write("n_layer = 4\nbatch_sise = 8  # typo\n")
     error_case(["train", cfg, *TINY], "batch_sise", "bad.py:2", "batch_size")
@@ -102,21 +102,24 @@ def suite_resume():
               "--block_types=['tp','spd','parallel','parallel']", "--dropout=0.1", "--bias=True",
               "--gradient_accumulation_steps=2", "--grad_clip=0.5", f"--eval_interval={k}",
               "--log_interval=1", "--always_save_checkpoint=True"]
-    run("train", *common, f"--max_iters={2 * k}", "--out_dir=full")
-    run("train", *common, f"--max_iters={k}", "--out_dir=split")
-    run("train", *common, f"--max_iters={2 * k}", "--out_dir=split", "--init_from=resume")
-    full = losses("full")
-    split = metrics("split", "train")
-    check(sorted(full) == list(range(2 * k + 1)), f"full run iterations {sorted(full)}")
-    # the first run also did iteration k (after saving); the resumed run redoes it identically
-    split_iters = [e["iter"] for e in split]
-    check(split_iters == list(range(k + 1)) + list(range(k, 2 * k + 1)), f"split iterations {split_iters}")
-    for e in split:
-        check(e["loss"] == full[e["iter"]], f"iter {e['iter']}: resumed loss {e['loss']!r} != {full[e['iter']]!r}")
-    ev_full = {e["iter"]: e["val_loss"] for e in metrics("full", "eval")}
-    ev_split = {e["iter"]: e["val_loss"] for e in metrics("split", "eval")}
-    check(ev_full == ev_split, f"eval losses {ev_full} vs {ev_split}")
-    check(not any(".tmp" in f for f in os.listdir(os.path.join(WORK, "split"))), "temporary files left")
+    # float64 too: its checkpoint's weights must come back without passing through float32
+    for dtype, full_dir, split_dir in [("float32", "full", "split"), ("float64", "full64", "split64")]:
+        run("train", *common, f"--dtype={dtype}", f"--max_iters={2 * k}", f"--out_dir={full_dir}")
+        run("train", *common, f"--dtype={dtype}", f"--max_iters={k}", f"--out_dir={split_dir}")
+        run("train", *common, f"--dtype={dtype}", f"--max_iters={2 * k}", f"--out_dir={split_dir}", "--init_from=resume")
+        full = losses(full_dir)
+        split = metrics(split_dir, "train")
+        check(sorted(full) == list(range(2 * k + 1)), f"{dtype} full run iterations {sorted(full)}")
+        # the first run also did iteration k (after saving); the resumed run redoes it identically
+        split_iters = [e["iter"] for e in split]
+        check(split_iters == list(range(k + 1)) + list(range(k, 2 * k + 1)), f"split iterations {split_iters}")
+        for e in split:
+            check(e["loss"] == full[e["iter"]],
+                  f"{dtype} iter {e['iter']}: resumed loss {e['loss']!r} != {full[e['iter']]!r}")
+        ev_full = {e["iter"]: e["val_loss"] for e in metrics(full_dir, "eval")}
+        ev_split = {e["iter"]: e["val_loss"] for e in metrics(split_dir, "eval")}
+        check(ev_full == ev_split, f"{dtype} eval losses {ev_full} vs {ev_split}")
+        check(not any(".tmp" in f for f in os.listdir(os.path.join(WORK, split_dir))), "temporary files left")
 
     # An all-tp model resumes at another tp_size (and as nanoGPT's dense GPT computes the same), with
     # dropout: its masks are per replicated tensor and per head, the same at every tp_size.

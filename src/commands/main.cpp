@@ -12,6 +12,7 @@
 #include "commands/comms.h"
 #include "config/config.h"
 #include "files/atomic_file.h"
+#include "files/hf_gpt2.h"
 #include "run/process_mesh.h"
 #include "run/generate.h"
 #include "run/launch.h"
@@ -116,10 +117,29 @@ int run(int argc, char** argv) {
   eval_cmd->add_option("--max_windows", eval_opt.max_windows, "Evaluate at most N windows (default: all)");
   eval_cmd->add_option("--device", eval_opt.device, "cpu or cuda")->capture_default_str();
   eval_cmd->add_option("--tp_size", eval_opt.tp_size, "Run an all-tp checkpoint at another tp_size");
+  std::string eval_block_types;
+  eval_cmd->add_option("--block_types", eval_block_types,
+                       "Run the weights under other block types, zero-shot, e.g. \"['tp']*4+['spd']*2\" (a Python list)");
   eval_cmd->add_option("--vocab_parallel", eval_opt.vocab_parallel,
                        "1: split the embedding and the loss by vocabulary, 0: replicate them (the same function; "
                        "default: the checkpoint's)")
       ->check(CLI::IsMember({-1, 0, 1}));
+  eval_cmd->add_option("--init_from", eval_opt.init_from,
+                       "resume (the checkpoint in --out_dir), or gpt2, gpt2-medium, gpt2-large, gpt2-xl (OpenAI's weights)")
+      ->capture_default_str();
+  eval_cmd->add_option("--pretrained_dir", eval_opt.pretrained_dir,
+                       "--init_from=gpt2*: the folder with model.safetensors and config.json (default: the Hugging Face cache)");
+
+  std::string export_from = "out", export_to;
+  int64_t export_vocab = 0;
+  auto* export_cmd = app.add_subcommand("export", "Write a dense or all-tp checkpoint as Hugging Face's GPT-2 "
+                                                  "(model.safetensors + config.json)");
+  export_cmd->add_option("--out_dir", export_from, "Folder holding ckpt.pt")->capture_default_str();
+  export_cmd->add_option("--to", export_to, "Folder to write model.safetensors and config.json to")->required();
+  export_cmd->add_option("--vocab_size", export_vocab,
+                         "Export only the first N token rows (e.g. 50257 of nanoGPT's padded 50304; default: all)");
+  export_cmd->footer("Example: dgpt export --out_dir=out-shakespeare --to=hf-shakespeare, then in Python "
+                     "GPT2LMHeadModel.from_pretrained('hf-shakespeare')");
 
   bool as_json = false;
   auto* comms_cmd = app.add_subcommand("comms", "Print the communication plan of a config (SPEC §3)");
@@ -199,7 +219,27 @@ int run(int argc, char** argv) {
       require_range(eval_cmd, "--max_windows", eval_opt.max_windows, eval_opt.max_windows >= 1, ">= 1");
     if (given(eval_cmd, "--tp_size"))
       require_range(eval_cmd, "--tp_size", eval_opt.tp_size, eval_opt.tp_size >= 1, ">= 1");
+    if (given(eval_cmd, "--block_types")) {
+      PyValue v;
+      try {
+        v = parse_py_literal(eval_block_types);
+      } catch (const UserError& e) {
+        throw UserError(fmt::format("dgpt eval --block_types={}: {}", eval_block_types, e.what()));
+      }
+      bool ok = v.is_list() && !std::get<PyValue::List>(v.v).empty();
+      if (ok)
+        for (auto& t : std::get<PyValue::List>(v.v)) {
+          ok = ok && t.is_str();
+          if (t.is_str()) eval_opt.block_types.push_back(std::get<std::string>(t.v));
+        }
+      if (!ok)
+        throw UserError(fmt::format("dgpt eval --block_types={} is not a non-empty list of block types, e.g. "
+                                    "\"['tp', 'spd'] * 3\"",
+                                    eval_block_types));
+    }
   }
+  if (export_cmd->parsed() && given(export_cmd, "--vocab_size"))
+    require_range(export_cmd, "--vocab_size", export_vocab, export_vocab >= 1, ">= 1 (and at most the checkpoint's)");
   if (launch_cmd->parsed()) {
     require_range(launch_cmd, "--nproc", launch_opt.nproc, launch_opt.nproc >= 1 && launch_opt.nproc <= 4096,
                   "in [1, 4096]");
@@ -244,6 +284,8 @@ int run(int argc, char** argv) {
     sample(cfg, std::cout, std::cerr);
   } else if (eval_cmd->parsed()) {
     evaluate_tokens(eval_opt, std::cout, std::cerr);
+  } else if (export_cmd->parsed()) {
+    export_hf_gpt2(export_from + "/ckpt.pt", export_to, export_vocab, std::cout);
   } else if (bench_cmd->parsed()) {
     TrainConfig cfg = load_train_config(config_files, args.overrides, std::cerr);
     validate(cfg, known_block_types());

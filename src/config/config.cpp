@@ -569,7 +569,10 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
     if (value < 0) throw UserError(fmt::format("{} must be >= 0, got {}", name, value));
   }
 
-  if (!cfg.block_types.empty() && static_cast<int64_t>(cfg.block_types.size()) != cfg.n_layer) {
+  // GPT-2 weights bring their own n_layer, n_head and n_embd: the rules that involve them are checked
+  // on those when the weights load (pretrained_run_args).
+  const bool sizes_from_weights = is_gpt2_model_name(cfg.init_from) || is_checkpoint_path(cfg.init_from);
+  if (!sizes_from_weights && !cfg.block_types.empty() && static_cast<int64_t>(cfg.block_types.size()) != cfg.n_layer) {
     throw UserError(fmt::format("block_types has {} entries but n_layer is {}: block_types = {}",
                                 cfg.block_types.size(), cfg.n_layer, list_repr(cfg.block_types)));
   }
@@ -580,16 +583,16 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
                                   list_repr(known_block_types)));
     }
   }
-  if (cfg.n_head % cfg.tp_size != 0) {
+  if (!sizes_from_weights && cfg.n_head % cfg.tp_size != 0) {
     throw UserError(fmt::format(
         "n_head ({}) must be divisible by tp_size ({}): each shard owns whole attention heads",
         cfg.n_head, cfg.tp_size));
   }
-  if ((4 * cfg.n_embd) % cfg.tp_size != 0) {
+  if (!sizes_from_weights && (4 * cfg.n_embd) % cfg.tp_size != 0) {
     throw UserError(fmt::format("the MLP hidden width 4*n_embd ({}) must be divisible by tp_size ({})",
                                 4 * cfg.n_embd, cfg.tp_size));
   }
-  if (cfg.n_embd % cfg.n_head != 0) {
+  if (!sizes_from_weights && cfg.n_embd % cfg.n_head != 0) {
     throw UserError(fmt::format("n_embd ({}) must be divisible by n_head ({})", cfg.n_embd, cfg.n_head));
   }
 
@@ -618,10 +621,11 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
       }
     }
   }
-  if (!one_of(cfg.init_from, {"scratch", "resume"})) {
+  if (!one_of(cfg.init_from, {"scratch", "resume"}) && !is_gpt2_model_name(cfg.init_from) &&
+      !is_checkpoint_path(cfg.init_from)) {
     throw UserError(fmt::format(
-        "init_from must be 'scratch' or 'resume', got {}: loading OpenAI GPT-2 weights is not "
-        "supported",
+        "init_from must be 'scratch', 'resume', 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl' or a checkpoint "
+        "file ('out-dir/ckpt.pt': its weights, a fresh optimizer), got {}",
         str_repr(cfg.init_from)));
   }
   if (!one_of(cfg.parallel_merge, {"sum", "mean"})) {
@@ -664,6 +668,14 @@ void validate(const SampleConfig& cfg) {
     throw UserError(fmt::format("top_p must be in (0, 1] (1 keeps every token), got {}", float_repr(cfg.top_p)));
   validate_system_keys(cfg);
   validate_finite_floats(cfg);
+}
+
+bool is_checkpoint_path(const std::string& init_from) {
+  return init_from.size() > 3 && init_from.compare(init_from.size() - 3, 3, ".pt") == 0;
+}
+
+bool is_gpt2_model_name(const std::string& init_from) {
+  return one_of(init_from, {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"});
 }
 
 uint64_t config_hash(const std::vector<std::pair<std::string, PyValue>>& items) {

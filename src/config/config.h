@@ -23,7 +23,8 @@ namespace dgpt {
   X(int64_t, eval_iters, 200, Plain, "batches averaged per loss estimate") \
   X(bool, eval_only, false, Plain, "evaluate once and exit") \
   X(bool, always_save_checkpoint, true, Plain, "save at every eval, not only when val loss improves") \
-  X(std::string, init_from, "scratch", Plain, "'scratch' or 'resume' (from out_dir)") \
+  X(std::string, init_from, "scratch", Plain, "'scratch', 'resume' (from out_dir), OpenAI's 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl' (Hugging Face's files), or 'PATH/ckpt.pt' (a checkpoint's weights under this config's block_types, tp_size, ...; a fresh optimizer)") \
+  X(std::string, pretrained_dir, "", Plain, "init_from='gpt2*': the folder with model.safetensors and config.json; '' = the Hugging Face cache ($HF_HOME/hub)") \
   X(bool, save_initial_weights, false, Plain, "also write out_dir/init.pt: the checkpoint at iter 0, before the first step") \
   /* data */ \
   X(std::string, dataset, "openwebtext", Plain, "dataset name: data/<dataset>/{train,val}.bin") \
@@ -56,7 +57,8 @@ namespace dgpt {
 
 // `dgpt sample`'s keys, as nanoGPT's sample.py.
 #define DGPT_SAMPLE_KEYS(X) \
-  X(std::string, init_from, "resume", Plain, "'resume' (the checkpoint in out_dir)") \
+  X(std::string, init_from, "resume", Plain, "'resume' (the checkpoint in out_dir) or 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'") \
+  X(std::string, pretrained_dir, "", Plain, "init_from='gpt2*': the folder with model.safetensors and config.json; '' = the Hugging Face cache") \
   X(std::string, out_dir, "out", Plain, "directory holding the checkpoint") \
   X(std::string, start, "\n", Plain, "prompt text, or 'FILE:path' to read it from a file") \
   X(int64_t, num_samples, 10, Plain, "number of samples to draw") \
@@ -69,6 +71,7 @@ namespace dgpt {
   X(std::string, dtype, "bfloat16", Plain, "'float32', 'bfloat16', 'float16' or 'float64'") \
   X(int64_t, tp_size, 0, Plain, "tensor-parallel shards; 0 uses the checkpoint's") \
   X(std::string, model_type, "", Plain, "'gpt' or 'distributed_gpt'; '' uses the checkpoint's") \
+  X(std::vector<std::string>, block_types, {}, NoneAllowed, "None: the checkpoint's; a list runs the weights under other block types, zero-shot (what changes is printed)") \
   X(std::optional<bool>, vocab_parallel, std::nullopt, Plain, "split the embedding and logits by vocabulary (True/False, the same function); None uses the checkpoint's") \
   X(std::string, backend, "sim", Plain, "'sim' (one process), 'gloo' (processes, CPU) or 'nccl' (processes, GPUs)") \
   X(int64_t, tp_procs, 0, Plain, "processes per tensor-parallel group; 0 = gcd(world size, tp_size)") \
@@ -109,6 +112,13 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
 // num_samples >= 1, max_new_tokens >= 0, temperature >= 0, top_k >= 0, 0 < top_p <= 1, tp_size >= 0,
 // and the value sets of backend and dtype, tp_procs >= 0, comm_timeout > 0. Throws UserError.
 void validate(const SampleConfig& cfg);
+
+// Whether init_from names OpenAI's GPT-2 ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'), whose
+// weights come from Hugging Face's files (files/hf_gpt2.h) and set n_layer, n_head, n_embd and bias.
+bool is_gpt2_model_name(const std::string& init_from);
+// init_from = 'PATH.pt': a checkpoint's weights (dgpt's or nanoGPT's) under the config's model
+// (block_types, tp_size, ...), with a fresh optimizer at iter 0, as init_from='gpt2' starts.
+bool is_checkpoint_path(const std::string& init_from);
 
 // (key, value) for every key, in declaration order: printed at start, stored in checkpoints.
 std::vector<std::pair<std::string, PyValue>> config_items(const TrainConfig& cfg);

@@ -120,11 +120,23 @@ std::string this_holder() {
 }  // namespace
 
 void write_file_atomically(const std::string& path, const std::string& bytes) {
+  write_file_atomically(path, [&](const ByteSink& sink) { sink(bytes.data(), bytes.size()); });
+}
+
+void write_file_atomically(const std::string& path, const std::function<void(const ByteSink& sink)>& produce) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   TempFile temp(tmp);  // registered before it exists, so a signal never leaves it behind
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0) fail("cannot write", tmp, errno);
-  int err = write_all(fd, bytes.data(), bytes.size());
+  int err = 0;
+  try {
+    produce([&](const char* data, size_t size) {
+      if (!err) err = write_all(fd, data, size);
+    });
+  } catch (...) {
+    ::close(fd);  // the temporary file goes with `temp`
+    throw;
+  }
   if (!err) err = sync_file(fd);  // the data is on disk before the rename makes it the file
   if (::close(fd) != 0 && !err) err = errno;
   if (err) fail("cannot write", path, err);

@@ -5,6 +5,7 @@
 // Every write here is checked (write, fsync, close, rename): a failure is a UserError naming the
 // file and the cause ("No space left on device", "File too large"), and leaves nothing torn.
 #pragma once
+#include <functional>
 #include <iosfwd>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,11 @@ namespace dgpt {
 // `path` is never torn: it is the old file or the new one. On any failure, and on SIGINT/SIGTERM
 // (see install_signal_handlers), the temporary file is removed.
 void write_file_atomically(const std::string& path, const std::string& bytes);
+// The same for a file too big to hold as one string (an exported model): `produce` hands the
+// file's bytes, in order, to the sink it is given; a failed write stops the writing (later calls
+// to the sink do nothing) and is reported as above once `produce` returns.
+using ByteSink = std::function<void(const char* data, size_t size)>;
+void write_file_atomically(const std::string& path, const std::function<void(const ByteSink& sink)>& produce);
 // mkdir -p. Throws UserError when the folder cannot be made.
 void make_dirs(const std::string& dir);
 

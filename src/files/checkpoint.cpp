@@ -8,14 +8,17 @@
 #include <torch/csrc/jit/serialization/pickler.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "blocks/block.h"
 #include "config/config.h"
 #include "files/atomic_file.h"
+#include "files/torch_pickle.h"
 
 namespace dgpt {
 
@@ -303,6 +306,181 @@ void check_weights_match_args(const Reader& r, const DenseState& model, const Mo
            std::to_string(a.n_layer));
 }
 
+// nanoGPT's ckpt.pt (its train.py): model_args of nanoGPT's keys alone (no model_type: every dgpt
+// checkpoint has one), the model's state dict as torch.compile may leave it, the optimizer's
+// state keyed by PyTorch's parameter indices, tensors for the step counts and best_val_loss, no
+// sampler. Rewritten here into dgpt's layout, which load_checkpoint then reads and checks as its own.
+bool is_nanogpt_checkpoint(const GenericDict& root) {
+  auto it = root.find("model_args");
+  return it != root.end() && it->value().isGenericDict() && !it->value().toGenericDict().contains("model_type");
+}
+
+// transformer.h.<i>.attn.bias: the causal mask nanoGPT registers as a buffer under PyTorch < 2
+// (no flash attention), not a parameter.
+bool is_mask_buffer(const std::string& name) {
+  const std::string prefix = "transformer.h.", suffix = ".attn.bias";
+  if (name.size() <= prefix.size() + suffix.size() || name.rfind(prefix, 0) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return false;
+  const std::string index = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  return index.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// A one-element tensor (a step count, best_val_loss) as a number; anything else as it is, for the
+// checks that follow to name.
+c10::IValue scalar_of(const c10::IValue& v, bool integral) {
+  if (!v.isTensor() || v.toTensor().numel() != 1 || v.toTensor().is_complex()) return v;
+  const double x = v.toTensor().to(torch::kDouble).item<double>();
+  if (!integral) return x;
+  if (std::isfinite(x) && x == std::floor(x) && std::fabs(x) < 9e15) return int64_t(x);
+  return v;
+}
+
+// The integers of a list of ints, or nullopt.
+std::optional<std::vector<int64_t>> int_list(const c10::IValue& v) {
+  if (!v.isList()) return std::nullopt;
+  std::vector<int64_t> out;
+  for (const auto& item : v.toListRef()) {
+    if (!item.isInt()) return std::nullopt;
+    out.push_back(item.toInt());
+  }
+  return out;
+}
+
+std::optional<double> number_of(const GenericDict& d, const std::string& key) {
+  auto it = d.find(key);
+  if (it == d.end()) return std::nullopt;
+  if (it->value().isDouble()) return it->value().toDouble();
+  if (it->value().isInt()) return double(it->value().toInt());
+  return std::nullopt;
+}
+
+// nanoGPT's configure_optimizers: the parameters in named_parameters order (the state dict's, the
+// tied lm_head.weight once, as wte), group 0 those of dim >= 2 (decayed), group 1 the others, and
+// PyTorch numbers them in that order. Returns why the optimizer's state does not fit that, or "".
+std::string map_nanogpt_moments(const Reader& r, const GenericDict& optimizer, const std::vector<std::string>& params,
+                                const GenericDict& model, GenericDict& state_out, Checkpoint& ckpt) {
+  std::vector<std::string> order;
+  for (int decayed = 1; decayed >= 0; --decayed)
+    for (auto& name : params) {
+      const auto v = model.at(name);
+      const int64_t dim = v.isTensor() ? v.toTensor().dim() : 0;
+      if ((dim >= 2) == bool(decayed)) order.push_back(name);
+    }
+  const size_t n_decay = std::count_if(params.begin(), params.end(), [&](const std::string& name) {
+    const auto v = model.at(name);
+    return v.isTensor() && v.toTensor().dim() >= 2;
+  });
+  const auto state = r.dict(optimizer, "state", "optimizer");
+  auto groups_it = optimizer.find("param_groups");
+  if (groups_it == optimizer.end() || !groups_it->value().isList()) return "it has no list of param_groups";
+  std::vector<std::vector<int64_t>> groups;
+  std::vector<GenericDict> group_dicts;
+  for (const auto& g : groups_it->value().toListRef()) {
+    if (!g.isGenericDict()) return "a param_group is not a dict";
+    auto params_it = g.toGenericDict().find("params");
+    auto ids = params_it == g.toGenericDict().end() ? std::nullopt : int_list(params_it->value());
+    if (!ids) return "a param_group has no list of parameter indices";
+    groups.push_back(*ids);
+    group_dicts.push_back(g.toGenericDict());
+  }
+  const std::string expected = "nanoGPT's two groups for this model hold " + std::to_string(n_decay) + " and " +
+                               std::to_string(order.size() - n_decay) + " parameters";
+  if (groups.size() != 2) return "it has " + std::to_string(groups.size()) + " param_groups; " + expected;
+  if (groups[0].size() != n_decay || groups[1].size() != order.size() - n_decay)
+    return "its param_groups hold " + std::to_string(groups[0].size()) + " and " + std::to_string(groups[1].size()) +
+           " parameters; " + expected;
+  int64_t next = 0;
+  for (auto& g : groups)
+    for (int64_t id : g)
+      if (id != next++) return "its param_groups do not number the parameters 0, 1, 2, ... in order";
+  // Every state entry: a parameter index, moments of that parameter's shape.
+  std::vector<std::pair<std::string, GenericDict>> entries;
+  for (const auto& kv : state) {
+    if (!kv.key().isInt() || kv.key().toInt() < 0 || kv.key().toInt() >= int64_t(order.size()))
+      return "its state has a key that is not a parameter index";
+    const std::string& name = order[size_t(kv.key().toInt())];
+    if (!kv.value().isGenericDict()) r.fail("optimizer state of parameter " + std::to_string(kv.key().toInt()) + " is not a dict");
+    const auto entry = kv.value().toGenericDict();
+    const torch::Tensor weights = model.at(name).isTensor() ? model.at(name).toTensor() : torch::Tensor();
+    for (const char* key : {"exp_avg", "exp_avg_sq"}) {
+      auto m = entry.find(key);
+      if (m != entry.end() && m->value().isTensor() && weights.defined() && m->value().toTensor().sizes() != weights.sizes())
+        return "the " + std::string(key) + " of parameter " + std::to_string(kv.key().toInt()) + " has shape " +
+               shape_of(m->value().toTensor()) + ", but nanoGPT's parameter " + std::to_string(kv.key().toInt()) +
+               " (" + name + ") has " + shape_of(weights);
+    }
+    entries.emplace_back(name, entry);
+  }
+  for (auto& [name, entry] : entries) {
+    auto out = new_dict();
+    for (const char* key : {"exp_avg", "exp_avg_sq"})
+      if (entry.contains(key)) out.insert(key, entry.at(key));
+    if (entry.contains("step")) out.insert("step", scalar_of(entry.at("step"), /*integral=*/true));
+    state_out.insert(name, out);
+  }
+  // The settings nanoGPT's load_state_dict would restore (group 1 has no weight decay).
+  const auto wd = number_of(group_dicts[0], "weight_decay"), eps = number_of(group_dicts[0], "eps");
+  auto betas = group_dicts[0].find("betas");
+  if (wd && eps && betas != group_dicts[0].end() && betas->value().isTuple() &&
+      betas->value().toTupleRef().elements().size() == 2) {
+    const auto& b = betas->value().toTupleRef().elements();
+    if ((b[0].isDouble() || b[0].isInt()) && (b[1].isDouble() || b[1].isInt()))
+      ckpt.nanogpt_adamw = Checkpoint::AdamWSettings{*wd, b[0].isDouble() ? b[0].toDouble() : double(b[0].toInt()),
+                                                     b[1].isDouble() ? b[1].toDouble() : double(b[1].toInt()), *eps};
+  }
+  return "";
+}
+
+GenericDict from_nanogpt(const Reader& r, const GenericDict& root, Checkpoint& ckpt) {
+  auto out = new_dict();
+  auto model = new_dict();
+  std::vector<std::string> params;  // named_parameters order
+  for (const auto& kv : r.dict(root, "model", "the checkpoint")) {
+    if (!kv.key().isString()) r.fail("model has a key that is not a string");
+    std::string name = kv.key().toStringRef();
+    const std::string compiled = "_orig_mod.";  // torch.compile's wrapper, which nanoGPT strips as well
+    if (name.rfind(compiled, 0) == 0) name = name.substr(compiled.size());
+    if (model.contains(name)) r.fail("model holds '" + name + "' twice, with and without torch.compile's '_orig_mod.'");
+    if (is_mask_buffer(name)) continue;
+    model.insert(name, kv.value());
+    if (name != "lm_head.weight") params.push_back(name);
+  }
+  // dgpt's GPT ties lm_head to wte, as nanoGPT's does: an untied lm_head is another model.
+  if (model.contains("lm_head.weight") && model.contains("transformer.wte.weight")) {
+    const auto lm = model.at("lm_head.weight"), wte = model.at("transformer.wte.weight");
+    if (lm.isTensor() && wte.isTensor() && at::isFloatingType(lm.toTensor().scalar_type()) &&
+        lm.toTensor().scalar_type() == wte.toTensor().scalar_type() &&
+        (lm.toTensor().sizes() != wte.toTensor().sizes() || !torch::equal(lm.toTensor(), wte.toTensor())))
+      r.fail("lm_head.weight differs from transformer.wte.weight; dgpt's GPT ties them, as nanoGPT's does");
+  }
+  out.insert("model", model);
+
+  auto state = new_dict();
+  const std::string why_not = map_nanogpt_moments(r, r.dict(root, "optimizer", "the checkpoint"), params, model, state, ckpt);
+  if (!why_not.empty()) {
+    state = new_dict();
+    ckpt.nanogpt_adamw.reset();
+    ckpt.notices.push_back(r.path + " is a nanoGPT checkpoint whose AdamW state does not follow nanoGPT's parameter "
+                           "groups (" + why_not + "): the optimizer restarts from zero moments");
+  } else {
+    ckpt.notices.push_back(r.path + " is a nanoGPT checkpoint: read as the dense 'gpt' model, the AdamW moments of " +
+                           std::to_string(state.size()) + " tensors mapped by name from nanoGPT's parameter groups");
+  }
+  auto optimizer = new_dict();
+  optimizer.insert("state", state);
+  out.insert("optimizer", optimizer);
+
+  out.insert("model_args", r.at(root, "model_args", "the checkpoint"));
+  out.insert("iter_num", r.at(root, "iter_num", "the checkpoint"));
+  out.insert("best_val_loss", scalar_of(r.at(root, "best_val_loss", "the checkpoint"), /*integral=*/false));
+  out.insert("config", r.at(root, "config", "the checkpoint"));
+  auto sampler = new_dict();
+  sampler.insert("seed", int64_t{1337});  // nanoGPT's train.py seeds with 1337 (+ the rank)
+  out.insert("sampler", sampler);
+  return out;
+}
+
 }  // namespace
 
 Checkpoint load_checkpoint(const std::string& path) {
@@ -310,26 +488,35 @@ Checkpoint load_checkpoint(const std::string& path) {
   Reader r{path};
   c10::IValue root_value;
   try {
-    root_value = torch::pickle_load(bytes);
+    root_value = parse_torch_save(bytes.data(), bytes.size());  // never executes anything (torch_pickle.h)
+  } catch (const TorchSaveError& e) {
+    r.fail(e.what());
   } catch (const std::exception& e) {
-    std::string msg = e.what();
-    r.fail("not a readable torch checkpoint (" + msg.substr(0, msg.find('\n')) + ")");
+    r.fail("not a readable torch checkpoint (" + first_line(e.what()) + ")");
   }
   if (!root_value.isGenericDict()) r.fail("the top level is not a dict");
-  const auto root = root_value.toGenericDict();
+  auto root = root_value.toGenericDict();
 
   Checkpoint ckpt;
+  const bool nanogpt = is_nanogpt_checkpoint(root);
+  if (nanogpt) root = from_nanogpt(r, root, ckpt);
   const auto args = r.dict(root, "model_args", "the checkpoint");
   auto& a = ckpt.model_args;
   // Keys added after the first checkpoints were written keep their default when absent: such a
-  // checkpoint was written before the feature existed, so it did not use it.
-  const auto added_later = [](const std::string& key) { return key == "vocab_parallel"; };
+  // checkpoint was written before the feature existed, so it did not use it. nanoGPT's model_args
+  // have none of dgpt's keys: its model is the dense 'gpt' (block_types all 'tp').
+  const auto optional_key = [&](const std::string& key) {
+    return key == "vocab_parallel" ||
+           (nanogpt && (key == "model_type" || key == "tp_size" || key == "block_types" || key == "parallel_merge"));
+  };
 #define DGPT_READ_MODEL_KEY(type, name, default_value, kind, help) \
-  if (!added_later(#name) || args.contains(#name)) r.read(args, #name, a.name);
+  if (!optional_key(#name) || args.contains(#name)) r.read(args, #name, a.name);
   DGPT_MODEL_KEYS(DGPT_READ_MODEL_KEY)
 #undef DGPT_READ_MODEL_KEY
   a.block_size = r.integer(args, "block_size", "model_args");
   a.vocab_size = r.integer(args, "vocab_size", "model_args");
+  if (nanogpt && !args.contains("block_types") && a.n_layer > 0 && a.n_layer <= (int64_t{1} << 20))
+    a.block_types.assign(size_t(a.n_layer), ModelArgs::kBaselineBlockType);
   check_model_args(r, a);
 
   for (const auto& kv : r.dict(root, "model", "the checkpoint")) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +25,15 @@ struct Checkpoint {
   std::vector<std::pair<std::string, PyValue>> config;
   int64_t seed = 0;          // the data sampler's and dropout's seed (streams keyed by iter_num)
   torch::Tensor rng_state;  // torch's CPU generator at save time
+
+  // Read from a nanoGPT ckpt.pt (its train.py's; see load_checkpoint): what a resumed run should
+  // say about it (the moments mapped, or why the optimizer restarts), and the AdamW settings of its
+  // param_groups, which nanoGPT's own resume restores and dgpt's takes from the config instead.
+  struct AdamWSettings {
+    double weight_decay = 0, beta1 = 0, beta2 = 0, eps = 0;
+  };
+  std::vector<std::string> notices;
+  std::optional<AdamWSettings> nanogpt_adamw;
 };
 
 void save_checkpoint(const Checkpoint& ckpt, const std::string& path);
@@ -33,6 +43,12 @@ void save_checkpoint(const Checkpoint& ckpt, const std::string& path);
 // n_layer known types, vocab_size > 0), embeddings and layers that do not match model_args, weights
 // or optimizer moments that are not finite floating-point tensors of the weights' shapes, a negative
 // iter_num or optimizer step, a nan best_val_loss, an rng_state that is not the CPU generator's.
+// The file is read by files/torch_pickle.h (never by executing it): dgpt's own checkpoints, and
+// nanoGPT's ckpt.pt (model_args without dgpt's keys): the dense 'gpt' model, torch.compile's
+// '_orig_mod.' prefixes stripped, PyTorch < 2's causal-mask buffers (transformer.h.<i>.attn.bias)
+// dropped, lm_head.weight checked to be wte's, the AdamW moments mapped from PyTorch's parameter
+// indices to names by nanoGPT's two parameter groups (or none, with a notice, when the optimizer's
+// param_groups are not those), step counts and best_val_loss read from their tensors.
 Checkpoint load_checkpoint(const std::string& path);
 
 }  // namespace dgpt

@@ -255,6 +255,8 @@ std::string describe_dataset_vocabulary(const std::string& data_dir) {
 
 void check_model_vocabulary(int64_t model_vocab_size, const std::string& data_dir, const std::string& model) {
   const int64_t data_vocab = dataset_vocab_size(data_dir);
+  // A GPT-2 dataset (ids < 50257) fits GPT-2's own 50257 rows (init_from='gpt2') as well as nanoGPT's padded 50304.
+  if (data_vocab == kPaddedGpt2VocabSize && model_vocab_size == Gpt2Bpe::kVocabSize) return;
   if (model_vocab_size != data_vocab)
     throw UserError(model + " has a vocabulary of " + std::to_string(model_vocab_size) + " tokens, but its dataset's is " +
                     describe_dataset_vocabulary(data_dir) + ": the data, meta.json and the checkpoint must agree");

@@ -61,7 +61,8 @@ int64_t dataset_vocab_size(const std::string& data_dir);
 constexpr int64_t kPaddedGpt2VocabSize = 50304;
 // "65 characters (data/x/meta.json)", "GPT-2's padded 50304 (... does not exist)": for messages.
 std::string describe_dataset_vocabulary(const std::string& data_dir);
-// Throws UserError unless `model_vocab_size` (a checkpoint's) equals dataset_vocab_size(data_dir);
+// Throws UserError unless `model_vocab_size` (a checkpoint's) equals dataset_vocab_size(data_dir), or is
+// GPT-2's own 50257 for a GPT-2 dataset (whose ids are below it);
 // `model` names the model in the message ("checkpoint out/ckpt.pt").
 void check_model_vocabulary(int64_t model_vocab_size, const std::string& data_dir, const std::string& model);
 

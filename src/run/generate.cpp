@@ -13,7 +13,10 @@
 
 #include "base/clock.h"
 #include "blocks/block.h"
+#include "files/bpe.h"
 #include "files/data.h"
+#include "files/hf_gpt2.h"
+#include "model/convert.h"
 #include "model/kv_cache.h"
 #include "model/precision.h"
 #include "run/process_mesh.h"
@@ -114,20 +117,33 @@ std::vector<int64_t> generate(GPT& model, std::vector<int64_t> ids, int64_t max_
   return ids;
 }
 
-namespace {
-
 // The model a checkpoint describes for inference, optionally at another tp_size or as the dense
-// 'gpt' (both only when every block computes the same function at every tp_size), and with
-// vocab_parallel on or off (`vocab_parallel` 1 or 0; -1 keeps the checkpoint's): the same function
-// either way. The dense 'gpt' has no shards, so it is never vocab-parallel.
+// 'gpt' (both only when every block computes the same function at every tp_size, unless
+// block_types are given), with vocab_parallel on or off (`vocab_parallel` 1 or 0; -1 keeps the
+// checkpoint's): the same function either way; and with other `block_types` (empty: the
+// checkpoint's): the weights converted, zero-shot (model/convert.h). The dense 'gpt' has no
+// shards, so it is never vocab-parallel.
 ModelArgs inference_model_args(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
-                               int vocab_parallel = -1) {
+                               int vocab_parallel, const std::vector<std::string>& block_types) {
   ModelArgs args = ckpt.model_args;
   const bool retargeted = (tp_size > 0 && tp_size != args.tp_size) || (!model_type.empty() && model_type != args.model_type);
-  if (retargeted && !same_function_at_every_tp_size(args))
+  if (!block_types.empty()) {  // an explicit conversion: the user asks for these blocks, whatever they compute
+    if (int64_t(block_types.size()) != args.n_layer)
+      throw UserError(fmt::format("block_types has {} entries but the checkpoint's n_layer is {}: block_types = {}",
+                                  block_types.size(), args.n_layer, PyValue::from(block_types).repr()));
+    for (auto& t : block_types) block_type(t);  // an unknown one is an error naming the known ones
+    if (model_type == ModelArgs::kDenseModelType)
+      for (auto& t : block_types)
+        if (t != ModelArgs::kBaselineBlockType)
+          throw UserError("model_type='gpt' is the dense model, but block_types contains '" + t + "'");
+    if (args.dense()) args.model_type = ModelArgs::kShardedModelType;
+    args.block_types = block_types;
+  } else if (retargeted && !same_function_at_every_tp_size(args)) {
     throw UserError(fmt::format("this checkpoint's blocks {} were trained at tp_size={}, and some of them compute a "
-                                "different function at another tp_size or as a dense model",
+                                "different function at another tp_size or as a dense model (to run them as another "
+                                "model anyway, give block_types explicitly)",
                                 PyValue::from(args.block_types).repr(), args.tp_size));
+  }
   if (!model_type.empty()) {
     if (model_type != ModelArgs::kDenseModelType && model_type != ModelArgs::kShardedModelType)
       throw UserError("model_type='" + model_type + "' is not 'gpt' or 'distributed_gpt'");
@@ -150,11 +166,13 @@ ModelArgs inference_model_args(const Checkpoint& ckpt, int64_t tp_size, const st
   return args;
 }
 
+namespace {
+
 GPT inference_model(const Checkpoint& ckpt, const ModelArgs& args, std::shared_ptr<TensorParallelGroup> group,
                     torch::Device device, torch::Dtype dtype) {
   GPT model(args, std::move(group));
-  model->load_dense_state(ckpt.model);
-  model->to(device, dtype);
+  model->to(device, dtype);  // first: the weights come in at the inference dtype, not through float32
+  model->load_dense_state(convert_weights(ckpt.model, ckpt.model_args, args));
   model->eval();
   return model;
 }
@@ -193,23 +211,42 @@ void check_ranks_agree(Collectives& tp, const std::vector<int64_t>& values, int6
 }  // namespace
 
 GPT model_from_checkpoint(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
-                          torch::Device device, torch::Dtype dtype, int vocab_parallel) {
-  const ModelArgs args = inference_model_args(ckpt, tp_size, model_type, vocab_parallel);
+                          torch::Device device, torch::Dtype dtype, int vocab_parallel,
+                          const std::vector<std::string>& block_types, std::ostream* notices) {
+  const ModelArgs args = inference_model_args(ckpt, tp_size, model_type, vocab_parallel, block_types);
+  if (notices) {
+    const std::string what = describe_conversion(ckpt.model_args, args);
+    if (!what.empty()) *notices << what << "\n";
+  }
   return inference_model(ckpt, args, std::make_shared<SimulatedGroup>(args.tp_size), device, dtype);
 }
 
 void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_notices) {
   validate(cfg);
-  if (cfg.init_from != "resume")
-    throw UserError("init_from='" + cfg.init_from + "': only 'resume' (a checkpoint in out_dir) is supported; "
-                    "OpenAI GPT-2 weights cannot be loaded");
+  const bool gpt2 = is_gpt2_model_name(cfg.init_from);
+  if (cfg.init_from != "resume" && !gpt2)
+    throw UserError("init_from='" + cfg.init_from + "': sample reads 'resume' (the checkpoint in out_dir) or OpenAI's "
+                    "'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'");
   const LaunchEnv launch_env = read_launch_env();
   const std::string ckpt_path = cfg.out_dir + "/ckpt.pt";
-  const Checkpoint ckpt = load_checkpoint(ckpt_path);
-  // The tokenizer comes from the checkpoint's dataset: its vocabulary must be the model's.
-  check_model_vocabulary(ckpt.model_args.vocab_size, checkpoint_data_dir(ckpt), "checkpoint " + ckpt_path);
-  const ModelArgs args =
-      inference_model_args(ckpt, cfg.tp_size, cfg.model_type, cfg.vocab_parallel ? int(*cfg.vocab_parallel) : -1);
+  std::ostringstream load_notices;  // said after the checks below, so that a failure is one error line
+  const Checkpoint ckpt = gpt2 ? pretrained_checkpoint(load_pretrained_gpt2(cfg.init_from, cfg.pretrained_dir, load_notices),
+                                                       cfg.tp_size)
+                               : load_checkpoint(ckpt_path);
+  // The tokenizer comes from the checkpoint's dataset (GPT-2's own for GPT-2 weights, as nanoGPT's
+  // sample.py): its vocabulary must be the model's.
+  if (gpt2 && ckpt.model_args.vocab_size < Gpt2Bpe::kVocabSize)
+    throw UserError(fmt::format("init_from='{}': the weights have a vocabulary of {}, fewer than the GPT-2 "
+                                "tokenizer's {}",
+                                cfg.init_from, ckpt.model_args.vocab_size, Gpt2Bpe::kVocabSize));
+  if (!gpt2) check_model_vocabulary(ckpt.model_args.vocab_size, checkpoint_data_dir(ckpt), "checkpoint " + ckpt_path);
+  if (launch_env.rank == 0) main_notices << load_notices.str();
+  const ModelArgs args = inference_model_args(ckpt, cfg.tp_size, cfg.model_type,
+                                             cfg.vocab_parallel ? int(*cfg.vocab_parallel) : -1, cfg.block_types);
+  if (launch_env.rank == 0) {
+    const std::string what = describe_conversion(ckpt.model_args, args);
+    if (!what.empty()) main_notices << what << "\n";
+  }
   // A real run (backend gloo or nccl): this process holds L = tp_size / W shards; only rank 0 prints.
   const TrainConfig mesh_cfg = mesh_config(cfg, args, launch_env);
   const ProcessMesh mesh = make_process_mesh(mesh_cfg, launch_env, main_notices);
@@ -222,7 +259,7 @@ void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_
       device_for_rank(resolve_device(cfg.device, cfg.device_was_set, notices), mesh_cfg, launch_env);
   const Precision precision = resolve_precision(cfg.dtype, device, notices);
   GPT model = inference_model(ckpt, args, tensor_parallel_group(args, mesh_cfg, mesh), device, precision.param_dtype);
-  const auto tokenizer = load_tokenizer(checkpoint_data_dir(ckpt));
+  const std::unique_ptr<Tokenizer> tokenizer = gpt2 ? Gpt2Bpe::load() : load_tokenizer(checkpoint_data_dir(ckpt));
 
   std::string start = cfg.start;
   if (start.rfind("FILE:", 0) == 0) start = read_start_file(start.substr(5));
@@ -273,8 +310,16 @@ double evaluate_tokens(const EvalOptions& opt, std::ostream& out, std::ostream& 
   if (opt.max_windows < 0) throw UserError(fmt::format("--max_windows must be >= 1, got {}", opt.max_windows));
   if (opt.tp_size < 0) throw UserError(fmt::format("--tp_size must be >= 1, got {}", opt.tp_size));
   const torch::Device device = resolve_device(opt.device, true, notices);
-  const Checkpoint ckpt = load_checkpoint(opt.out_dir + "/ckpt.pt");
-  GPT model = model_from_checkpoint(ckpt, opt.tp_size, "", device, torch::kFloat, opt.vocab_parallel);
+  const bool gpt2 = is_gpt2_model_name(opt.init_from);
+  if (opt.init_from != "resume" && !gpt2)
+    throw UserError("dgpt eval --init_from=" + opt.init_from + " is not 'resume' (the checkpoint in --out_dir) or "
+                    "'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'");
+  std::ostringstream load_notices;  // said once the model and the windows are known to be good
+  const Checkpoint ckpt =
+      gpt2 ? pretrained_checkpoint(load_pretrained_gpt2(opt.init_from, opt.pretrained_dir, load_notices), opt.tp_size)
+           : load_checkpoint(opt.out_dir + "/ckpt.pt");
+  GPT model = model_from_checkpoint(ckpt, opt.tp_size, "", device, torch::kFloat, opt.vocab_parallel, opt.block_types,
+                                    &load_notices);
   const int64_t T = opt.block_size > 0 ? opt.block_size : model->args().block_size;
   if (T > model->args().block_size)
     throw UserError(fmt::format("--block_size={} exceeds the model's block_size={}: it must be in [1, {}]", T,
@@ -289,6 +334,7 @@ double evaluate_tokens(const EvalOptions& opt, std::ostream& out, std::ostream& 
       throw UserError(fmt::format("{} holds token id {} at position {}, outside the model's vocabulary of {}",
                                   opt.tokens, tokens.data()[id], id, model->args().vocab_size));
 
+  notices << load_notices.str();
   torch::NoGradGuard no_grad;
   double nll_sum = 0;
   for (int64_t first = 0; first < windows; first += opt.batch_size) {

@@ -15,8 +15,14 @@ namespace dgpt {
 // A model for inference from a checkpoint, optionally at another tp_size or as the dense 'gpt'
 // (both only for all-tp checkpoints: spd and parallel blocks are tied to their tp_size), and with
 // vocab_parallel 1 (on) or 0 (off), the same function either way; -1 keeps the checkpoint's.
+// Other block_types (non-empty) convert the weights (model/convert.h), zero-shot; `notices`, when
+// given, gets the line saying what changed.
 GPT model_from_checkpoint(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
-                          torch::Device device, torch::Dtype dtype, int vocab_parallel = -1);
+                          torch::Device device, torch::Dtype dtype, int vocab_parallel = -1,
+                          const std::vector<std::string>& block_types = {}, std::ostream* notices = nullptr);
+// The model args model_from_checkpoint builds (the same overrides and checks).
+ModelArgs inference_model_args(const Checkpoint& ckpt, int64_t tp_size, const std::string& model_type,
+                               int vocab_parallel = -1, const std::vector<std::string>& block_types = {});
 
 // How the next token is drawn from the last position's logits.
 struct SamplingOptions {
@@ -49,6 +55,9 @@ struct EvalOptions {
   std::string device = "cpu";
   int64_t tp_size = 0;      // 0: the checkpoint's
   int vocab_parallel = -1;  // 1 on, 0 off, -1: the checkpoint's (the same function; SPEC §1)
+  std::vector<std::string> block_types;  // empty: the checkpoint's; else the weights converted (zero-shot)
+  std::string init_from = "resume";  // or 'gpt2', ...: OpenAI's weights (files/hf_gpt2.h) instead of ckpt.pt
+  std::string pretrained_dir;        // their folder; '' = the Hugging Face cache
 };
 
 // Mean cross-entropy over every predicted token of consecutive non-overlapping windows:

@@ -14,7 +14,9 @@
 #include "files/checkpoint.h"
 #include "base/clock.h"
 #include "model/comm_plan.h"
+#include "model/convert.h"
 #include "files/data.h"
+#include "files/hf_gpt2.h"
 #include "run/process_mesh.h"
 #include "files/atomic_file.h"
 #include "model/model.h"
@@ -82,6 +84,45 @@ ModelArgs resumed_model_args(const Checkpoint& ckpt, const TrainConfig& cfg, std
                                 a.n_head, 4 * a.n_embd));
   a.dropout = cfg.dropout;  // as nanoGPT: dropout may change on resume
   a.vocab_parallel = wanted.vocab_parallel;  // the same function on or off (SPEC §1): the config chooses
+  return a;
+}
+
+// The model a run builds from another checkpoint's weights (init_from='PATH.pt'): the checkpoint's
+// sizes (n_layer, n_head, n_embd, bias, vocab_size; block_size at most its own), the config's
+// model_type, tp_size, block_types (None: all the baseline type), parallel_merge, vocab_parallel and
+// dropout, checked as a config is. Says what it took from where and what the conversion changes.
+ModelArgs converted_run_args(const Checkpoint& ckpt, const TrainConfig& cfg, std::ostream& notices) {
+  ModelArgs a = ckpt.model_args;
+  if (cfg.block_size > a.block_size)
+    throw UserError(fmt::format("block_size={} is more than {}'s block_size {}: it must be at most that", cfg.block_size,
+                                cfg.init_from, a.block_size));
+  TrainConfig check = cfg;
+  check.init_from = "scratch";
+  check.n_layer = a.n_layer;
+  check.n_head = a.n_head;
+  check.n_embd = a.n_embd;
+  check.bias = a.bias;
+  try {
+    validate(check, known_block_types());
+  } catch (const UserError& e) {
+    throw UserError(fmt::format("init_from='{}' (n_layer={}, n_head={}, n_embd={}): {}", cfg.init_from, a.n_layer,
+                                a.n_head, a.n_embd, e.what()));
+  }
+  const ModelArgs wanted = model_args_from(check, a.vocab_size);
+  a.model_type = wanted.model_type;
+  a.tp_size = wanted.tp_size;
+  a.block_types = wanted.block_types;
+  a.parallel_merge = wanted.parallel_merge;
+  a.vocab_parallel = wanted.vocab_parallel;
+  a.dropout = cfg.dropout;
+  a.block_size = cfg.block_size;  // smaller: wpe cropped, as nanoGPT's crop_block_size
+  notices << fmt::format("initializing from the weights of {} (iter {}): n_layer={}, n_head={}, n_embd={}, bias={}, "
+                         "vocab_size={}, block_size={}; a fresh optimizer at iter 0 (the config's n_layer, n_head, "
+                         "n_embd and bias are not used)\n",
+                         cfg.init_from, ckpt.iter_num, a.n_layer, a.n_head, a.n_embd, a.bias ? "True" : "False",
+                         a.vocab_size, a.block_size);
+  const std::string what = describe_conversion(ckpt.model_args, a);
+  if (!what.empty()) notices << "notice: " << what << "\n";
   return a;
 }
 
@@ -181,18 +222,44 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
   // Model and optimizer, fresh or from the checkpoint.
   Checkpoint resumed;
   ModelArgs args;
+  std::optional<PretrainedGpt2> gpt2;  // init_from='gpt2*': OpenAI's weights, a fresh optimizer, iter 0 (as nanoGPT)
   if (cfg.init_from == "resume") {
     out << "resuming training from " << cfg.out_dir << "\n";
     resumed = load_checkpoint(ckpt_path);
+    for (const auto& line : resumed.notices) notices << "notice: " << line << "\n";
+    if (const auto& adamw = resumed.nanogpt_adamw;
+        adamw && (adamw->weight_decay != cfg.weight_decay || adamw->beta1 != cfg.beta1 || adamw->beta2 != cfg.beta2))
+      notices << fmt::format("notice: the nanoGPT checkpoint's AdamW has weight_decay={:g}, betas=({:g}, {:g}), which "
+                             "nanoGPT's resume would restore; this run takes the config's weight_decay={:g}, "
+                             "beta1={:g}, beta2={:g}\n",
+                             adamw->weight_decay, adamw->beta1, adamw->beta2, cfg.weight_decay, cfg.beta1, cfg.beta2);
     check_model_vocabulary(resumed.model_args.vocab_size, data_dir, "checkpoint " + ckpt_path);
     args = resumed_model_args(resumed, cfg, notices);
+  } else if (is_checkpoint_path(cfg.init_from)) {
+    resumed = load_checkpoint(cfg.init_from);
+    for (const auto& line : resumed.notices) notices << "notice: " << line << "\n";
+    check_model_vocabulary(resumed.model_args.vocab_size, data_dir, "checkpoint " + cfg.init_from);
+    args = converted_run_args(resumed, cfg, notices);
+    resumed.model = convert_weights(resumed.model, resumed.model_args, args);
+  } else if (is_gpt2_model_name(cfg.init_from)) {
+    gpt2 = load_pretrained_gpt2(cfg.init_from, cfg.pretrained_dir, notices);
+    args = pretrained_run_args(*gpt2, cfg, notices);
+    check_model_vocabulary(args.vocab_size, data_dir, fmt::format("init_from='{}' ({})", cfg.init_from, gpt2->dir));
   } else {
     args = model_args_from(cfg, dataset_vocab_size(data_dir));
   }
+  // GPT-2's own 50257 rows on a GPT-2 dataset (nanoGPT's padded 50304): every id must be a row.
+  if (args.vocab_size < data.vocab_size)
+    for (TokenFile* f : {data.train.get(), data.val.get()})
+      f->set_vocab_size(args.vocab_size, fmt::format("the model's vocabulary of {}", args.vocab_size));
   const auto group = tensor_parallel_group(args, cfg, mesh);
   GPT model(args, group);
-  model->load_dense_state(cfg.init_from == "resume" ? resumed.model : init_dense_weights(args, cfg.seed));
+  // In the parameters' dtype before the weights come in: a float64 checkpoint resumes exactly.
   model->to(device, precision.param_dtype);
+  model->load_dense_state(cfg.init_from == "resume" || is_checkpoint_path(cfg.init_from) ? resumed.model
+                          : gpt2 ? pretrained_weights_for(*gpt2, args)
+                                 : init_dense_weights(args, cfg.seed));
+  gpt2.reset();  // unmaps the file
   model->train();
   AdamW optimizer(model->param_slots(), cfg.weight_decay, cfg.beta1, cfg.beta2);
   LossScaler scaler(precision.loss_scaling());
