@@ -115,7 +115,7 @@ void ShardedAttentionImpl::add_slots(std::vector<ParamSlot>& slots, const std::s
   slots.push_back({prefix + "c_proj.weight", c_proj_weight, Layout::RowParallel});
 }
 
-ShardedMLPImpl::ShardedMLPImpl(const BlockContext& ctx) {
+ShardedMLPImpl::ShardedMLPImpl(const BlockContext& ctx) : tanh_gelu_(ctx.args.tanh_gelu()) {
   const auto& a = ctx.args;
   const int64_t L = ctx.group->local_shards(), N = a.tp_size, C = a.n_embd;
   c_fc_weight = sharded_param(*this, "c_fc_weight", {L, 4 * C / N, C});
@@ -124,7 +124,7 @@ ShardedMLPImpl::ShardedMLPImpl(const BlockContext& ctx) {
 }
 
 torch::Tensor ShardedMLPImpl::forward(const torch::Tensor& u) {
-  return shard_projection(compat::gelu(shard_linear(u, c_fc_weight, c_fc_bias)), c_proj_weight);
+  return shard_projection(compat::gelu(shard_linear(u, c_fc_weight, c_fc_bias), tanh_gelu_), c_proj_weight);
 }
 
 torch::Tensor ShardedMLPImpl::forward_summed(const torch::Tensor& u) {
@@ -134,10 +134,10 @@ torch::Tensor ShardedMLPImpl::forward_summed(const torch::Tensor& u) {
   if (u.size(0) == 1) {  // replicated input: both GEMMs are the dense layer's, over the local columns
     h = torch::matmul(u.reshape({B * T, C}), c_fc_weight.reshape({L * F, C}).t());
     if (c_fc_bias.defined()) h = h + c_fc_bias.reshape({L * F});
-    h = compat::gelu(h);
+    h = compat::gelu(h, tanh_gelu_);
   } else {
     // [L, B, T, F] -> [B, T, L, F] -> [B*T, L*F]: shard i's hidden units at columns [i*F, (i+1)*F)
-    h = compat::gelu(shard_linear(u, c_fc_weight, c_fc_bias)).permute({1, 2, 0, 3}).reshape({B * T, L * F});
+    h = compat::gelu(shard_linear(u, c_fc_weight, c_fc_bias), tanh_gelu_).permute({1, 2, 0, 3}).reshape({B * T, L * F});
   }
   return summed_projection(h, c_proj_weight, B, T);
 }

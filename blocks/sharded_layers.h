@@ -51,6 +51,9 @@ class ShardedMLPImpl : public torch::nn::Module {
   torch::Tensor c_fc_weight;    // [L, 4C/N, C] (ColumnParallel)
   torch::Tensor c_fc_bias;      // [L, 4C/N], or undefined without bias
   torch::Tensor c_proj_weight;  // [L, C, 4C/N] (RowParallel)
+
+ private:
+  bool tanh_gelu_ = false;  // activation 'gelu_tanh' (GPT-2's gelu_new)
 };
 TORCH_MODULE(ShardedMLP);
 

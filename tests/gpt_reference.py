@@ -93,6 +93,7 @@ class SpecGPT:
         self.N = 1 if dense else a["tp_size"]
         self.types = ["tp"] * self.L if dense or not a.get("block_types") else list(a["block_types"])
         self.merge = a.get("parallel_merge", "sum")
+        self.gelu = "tanh" if a.get("activation", "gelu") == "gelu_tanh" else "none"  # GPT-2's gelu_new: tanh
         self.drop = None  # a Dropout while training
 
     def _ln(self, x, name):
@@ -126,7 +127,8 @@ class SpecGPT:
         F4 = 4 * self.C // self.N
         rows = slice(i * F4, (i + 1) * F4)
         b = self.sd.get(p + "mlp.c_fc.bias")
-        h = F.gelu(F.linear(u, self.sd[p + "mlp.c_fc.weight"][rows], None if b is None else b[rows]))
+        h = F.gelu(F.linear(u, self.sd[p + "mlp.c_fc.weight"][rows], None if b is None else b[rows]),
+                   approximate=self.gelu)
         return F.linear(h, self.sd[p + "mlp.c_proj.weight"][:, rows])
 
     def _bias(self, name):

@@ -655,7 +655,7 @@ TEST_CASE("validate: cross-key checks with clear messages", "[config]") {
 TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   dgpt::TrainConfig cfg = train_with({"--block_types=['tp', 'spd']", "--n_layer=2", "--model_type=distributed_gpt"});
   auto items = dgpt::config_items(cfg);
-  REQUIRE(items.size() == 41);
+  REQUIRE(items.size() == 42);
   CHECK(items.front().first == "out_dir");
   CHECK(items.front().second == S("out"));
   std::map<std::string, PyValue> by_key(items.begin(), items.end());
@@ -680,7 +680,7 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   CHECK_THAT(text, Contains("\nlearning_rate               = 0.0006\n"));
   CHECK_THAT(text, Contains("\nblock_types                 = ['tp', 'spd']\n"));
   CHECK(text.rfind("out_dir                     = 'out'\n", 0) == 0);
-  CHECK(std::count(text.begin(), text.end(), '\n') == 41);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 42);
   // The printed config is itself a loadable config file.
   TempDir dir;
   CHECK(dgpt::config_items(load_train({dir.write("printed.py", text)}, {})) == items);
@@ -694,7 +694,7 @@ TEST_CASE("config_items, format_config, set_config_key and help", "[config]") {
   CHECK(dgpt::config_items(dgpt::SampleConfig{})[3].second == S("\n"));
 
   std::string help = dgpt::train_keys_help();
-  CHECK(std::count(help.begin(), help.end(), '\n') == 41);
+  CHECK(std::count(help.begin(), help.end(), '\n') == 42);
   CHECK_THAT(help, Contains("block_types") && Contains("None") && Contains("'tp'"));
   CHECK_THAT(help, Contains("learning_rate") && Contains("0.0006"));
   std::string sample_help = dgpt::sample_keys_help();

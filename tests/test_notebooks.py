@@ -10,7 +10,8 @@ bench.json files it read (SPEC §5: projected = T_rank + exposed communication, 
 all-reduce exposed at most in full, each speedup = the baseline's projected step over the row's, no
 ratio of simulated time), then executes notebooks/compare_strategies.ipynb and notebooks/projections.ipynb
 headless with nbconvert on those outputs (and projections.ipynb on a `dgpt bench --compare --json`
-file too, whose solo ranks must beat the simulation of both shards) and checks the PNGs they write.
+file too, whose solo ranks must beat the simulation of both shards), and notebooks/sensitivity.ipynb on
+a `dgpt sensitivity --json` file of a tiny model trained here, and checks the PNGs they write.
 nbconvert, pandas and matplotlib are required (setup.sh installs them): without them the test
 fails, it is not skipped.
 """
@@ -71,6 +72,7 @@ NETS = ("nvlink", "100gbe")
 # keys of the bench JSON before SPEC §5's three times (one misleading time): none may come back
 OLD_BENCH_KEYS = ("ms_per_step", "ms_ratio", "tokens_per_s", "tokens_per_s_ratio", "mfu", "compute_ms")
 PROJECTION_PNGS = ["projection_speedup_vs_bandwidth.png", "projection_step_time.png"]
+SENSITIVITY_PNGS = ["sensitivity.png"]
 
 
 def check(cond, what):
@@ -359,6 +361,24 @@ def main():
     check("dgpt's projections re-derived: 18 (strategy, interconnect) pairs agree (3 with overlapping all-reduces"
           in text and "within bounds only" not in text, f"projections.ipynb on bench.json checked 6 x 3 projections, 1 x 3 overlapping:\n{text[:3000]}")
     check_pngs(fig2, PROJECTION_PNGS, "projections.ipynb on a dgpt bench --json file")
+
+    # sensitivity.ipynb on a `dgpt sensitivity --json` file of a tiny all-tp model trained here (tp_size 2: 8 forward
+    # all-reduces, a budget of 6 switches 2 blocks to spd)
+    run([DGPT, "train", "tp.py", "--max_iters=30", "--eval_interval=30", "--always_save_checkpoint=True",
+         "--out_dir=sens_run"])
+    sens_json = os.path.join(WORK, "sensitivity.json")
+    run([DGPT, "sensitivity", "--out_dir=sens_run", "--tokens=data/shakespeare_char/val.bin", "--device=cpu",
+         "--to=spd", "--budget=6", "--max_windows=8", "--batch_size=4", f"--json={sens_json}"])
+    sens = json.load(open(sens_json))
+    check(len(sens["single"]) == 4 and len(sens["cumulative"]) == 4 and sens["budget"]["forward_allreduce"] <= 6,
+          f"sensitivity.json: {len(sens['single'])} single, {len(sens['cumulative'])} cumulative, {sens.get('budget')}")
+    fig3 = os.path.join(WORK, "fig_sensitivity")
+    env = dict(ENV, DGPT_SENSITIVITY_JSON=sens_json, DGPT_FIGURES_DIR=fig3)
+    images, text = execute_notebook(nbconvert, "sensitivity.ipynb", os.path.join(WORK, "executed_sensitivity"), env)
+    check(images >= 1, f"sensitivity.ipynb shows {images} figures")
+    check("suggested for at most 6 forward all-reduces" in text and "last 4" in text and "layer 3" in text,
+          f"sensitivity.ipynb: its table of the single, cumulative and budget entries:\n{text[:3000]}")
+    check_pngs(fig3, SENSITIVITY_PNGS, "sensitivity.ipynb")
     # nothing written into the source tree
     check(not [f for f in os.listdir(NOTEBOOKS) if f.endswith(".png") and
                os.path.getmtime(os.path.join(NOTEBOOKS, f)) > START], "figures went to DGPT_FIGURES_DIR")

@@ -260,6 +260,15 @@ TEST_CASE("compat::gelu: the same gradient whatever the incoming gradient's layo
   (0.5 * x_ref * (1.0 + torch::erf(x_ref / std::sqrt(2.0)))).backward(grad.to(torch::kDouble));
   CHECK(rel_diff(x.grad(), x_ref.grad()) < 1e-6);
   CHECK(rel_diff(compat::gelu(x0), torch::gelu(x0)) == 0.0);
+  // activation 'gelu_tanh' (GPT-2's gelu_new): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in float64
+  auto xt = x0.clone().requires_grad_(true);
+  compat::gelu(xt, /*tanh=*/true).backward(grad);
+  auto xt_ref = x0.to(torch::kDouble).requires_grad_(true);
+  const auto gelu_new = 0.5 * xt_ref * (1.0 + torch::tanh(std::sqrt(2.0 / M_PI) * (xt_ref + 0.044715 * xt_ref.pow(3))));
+  gelu_new.backward(grad.to(torch::kDouble));
+  CHECK(rel_diff(compat::gelu(x0, true), gelu_new.detach()) < 1e-6);
+  CHECK(rel_diff(xt.grad(), xt_ref.grad()) < 1e-6);
+  CHECK(rel_diff(compat::gelu(x0, true), compat::gelu(x0)) > 1e-4);  // the two are different functions
 }
 
 TEST_CASE("SoloRankGroup: rank r of N alone holds rank r's shard, sends nothing, tallies a real rank's plan",

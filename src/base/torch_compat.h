@@ -68,24 +68,26 @@ inline torch::Tensor attention_after_prefix(const torch::Tensor& q, const torch:
 // contiguous, as it is after a permute (tests/test_ops.cpp shows it). This GELU hands it a
 // contiguous one.
 struct GeluWithContiguousGrad : torch::autograd::Function<GeluWithContiguousGrad> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, bool tanh) {
     ctx->save_for_backward({x});
-    return at::gelu(x);
+    ctx->saved_data["tanh"] = tanh;
+    return at::gelu(x, tanh ? "tanh" : "none");
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
     const auto x = ctx->get_saved_variables()[0];
-    return {at::gelu_backward(grads[0].contiguous(), x)};
+    const bool tanh = ctx->saved_data["tanh"].toBool();
+    return {at::gelu_backward(grads[0].contiguous(), x, tanh ? "tanh" : "none"), torch::Tensor()};
   }
 };
 #endif
 
-// The exact (erf) GELU of nanoGPT's MLP.
-inline torch::Tensor gelu(const torch::Tensor& x) {
+// The MLP's GELU: exact (erf, nanoGPT's nn.GELU) or, with `tanh`, the tanh approximation (GPT-2's gelu_new).
+inline torch::Tensor gelu(const torch::Tensor& x, bool tanh = false) {
 #if TORCH_VERSION_MAJOR < 2
-  return GeluWithContiguousGrad::apply(x);
+  return GeluWithContiguousGrad::apply(x, tanh);
 #else
-  return torch::gelu(x);
+  return torch::gelu(x, tanh ? "tanh" : "none");
 #endif
 }
 

@@ -18,6 +18,7 @@
 #include "run/launch.h"
 #include "files/prepare.h"
 #include "files/prepare_gpt2.h"
+#include "run/sensitivity.h"
 #include "run/train.h"
 
 using namespace dgpt;
@@ -140,6 +141,20 @@ int run(int argc, char** argv) {
                          "Export only the first N token rows (e.g. 50257 of nanoGPT's padded 50304; default: all)");
   export_cmd->footer("Example: dgpt export --out_dir=out-shakespeare --to=hf-shakespeare, then in Python "
                      "GPT2LMHeadModel.from_pretrained('hf-shakespeare')");
+
+  SensitivityOptions sens;
+  auto* sens_cmd = app.add_subcommand("sensitivity", "Loss of switching each block to another type (SPD's sensitivity)");
+  sens_cmd->add_option("--out_dir", sens.out_dir, "Folder holding ckpt.pt")->capture_default_str();
+  sens_cmd->add_option("--tokens", sens.tokens, "A .bin file of uint16 token ids, e.g. data/DATASET/val.bin")->required();
+  sens_cmd->add_option("--tp_size", sens.tp_size, "Shards (default: the checkpoint's; at least 2)");
+  sens_cmd->add_option("--to", sens.to, "The block type each block is switched to")->capture_default_str();
+  sens_cmd->add_option("--block_size", sens.block_size, "Window length T (default: the model's)");
+  sens_cmd->add_option("--batch_size", sens.batch_size, "Windows per forward pass")->capture_default_str();
+  sens_cmd->add_option("--max_windows", sens.max_windows, "Windows evaluated (0: all)")->capture_default_str();
+  sens_cmd->add_option("--budget", sens.budget,
+                       "Forward all-reduces per micro-step: suggest block_types within it from the measured deltas");
+  sens_cmd->add_option("--json", sens.json, "Write the results as JSON to FILE ('-': stdout, the table to stderr)");
+  sens_cmd->add_option("--device", sens.device, "cpu or cuda")->capture_default_str();
 
   bool as_json = false;
   auto* comms_cmd = app.add_subcommand("comms", "Print the communication plan of a config (SPEC §3)");
@@ -284,6 +299,14 @@ int run(int argc, char** argv) {
     sample(cfg, std::cout, std::cerr);
   } else if (eval_cmd->parsed()) {
     evaluate_tokens(eval_opt, std::cout, std::cerr);
+  } else if (sens_cmd->parsed()) {
+    if (given(sens_cmd, "--tp_size")) require_range(sens_cmd, "--tp_size", sens.tp_size, sens.tp_size >= 2, ">= 2");
+    if (given(sens_cmd, "--block_size"))
+      require_range(sens_cmd, "--block_size", sens.block_size, sens.block_size >= 1, ">= 1");
+    require_range(sens_cmd, "--batch_size", sens.batch_size, sens.batch_size >= 1, ">= 1");
+    require_range(sens_cmd, "--max_windows", sens.max_windows, sens.max_windows >= 0, ">= 0 (0: all)");
+    if (given(sens_cmd, "--budget")) require_range(sens_cmd, "--budget", sens.budget, sens.budget >= 0, ">= 0");
+    sensitivity(sens, std::cout, std::cerr);
   } else if (export_cmd->parsed()) {
     export_hf_gpt2(export_from + "/ckpt.pt", export_to, export_vocab, std::cout);
   } else if (bench_cmd->parsed()) {

@@ -628,6 +628,9 @@ void validate(const TrainConfig& cfg, const std::vector<std::string>& known_bloc
         "file ('out-dir/ckpt.pt': its weights, a fresh optimizer), got {}",
         str_repr(cfg.init_from)));
   }
+  if (!one_of(cfg.activation, {"gelu", "gelu_tanh"}))
+    throw UserError(fmt::format("activation must be 'gelu' (exact, nanoGPT's) or 'gelu_tanh' (GPT-2's gelu_new), got {}",
+                                str_repr(cfg.activation)));
   if (!one_of(cfg.parallel_merge, {"sum", "mean"})) {
     throw UserError(fmt::format("parallel_merge must be 'sum' or 'mean', got {}",
                                 str_repr(cfg.parallel_merge)));

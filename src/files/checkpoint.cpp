@@ -506,7 +506,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   // checkpoint was written before the feature existed, so it did not use it. nanoGPT's model_args
   // have none of dgpt's keys: its model is the dense 'gpt' (block_types all 'tp').
   const auto optional_key = [&](const std::string& key) {
-    return key == "vocab_parallel" ||
+    return key == "vocab_parallel" || key == "activation" ||
            (nanogpt && (key == "model_type" || key == "tp_size" || key == "block_types" || key == "parallel_merge"));
   };
 #define DGPT_READ_MODEL_KEY(type, name, default_value, kind, help) \

@@ -332,9 +332,13 @@ PretrainedGpt2 load_pretrained_gpt2(const std::string& model, const std::string&
                            "not {}'s standard {}, {}, {}, 1024, {}: using the file's sizes\n",
                            config_path, c.n_layer, c.n_head, c.n_embd, c.n_positions, c.vocab_size, model,
                            standard.n_layer, standard.n_head, standard.n_embd, kGpt2VocabSize);
-  if (c.activation != "gelu")
-    notices << fmt::format("notice: {}'s activation_function '{}' is the tanh approximation of GELU; dgpt computes the "
-                           "exact GELU, as nanoGPT does (a function slightly different from Hugging Face's)\n",
+  // GPT-2's gelu_new (and gelu_pytorch_tanh, gelu_fast: the same formula) is the tanh approximation:
+  // dgpt computes it, so the weights keep their function (nanoGPT's from_pretrained computes the exact one).
+  const bool tanh_gelu = c.activation != "gelu";
+  if (tanh_gelu)
+    notices << fmt::format("notice: {}'s activation_function '{}' is the tanh approximation of GELU: the model computes "
+                           "it (activation='gelu_tanh'), as Hugging Face does; nanoGPT's from_pretrained computes the "
+                           "exact GELU instead\n",
                            model, c.activation);
 
   out.args.model_type = ModelArgs::kDenseModelType;
@@ -344,6 +348,7 @@ PretrainedGpt2 load_pretrained_gpt2(const std::string& model, const std::string&
   out.args.vocab_size = c.vocab_size;
   out.args.block_size = c.n_positions;
   out.args.bias = true;  // nanoGPT's from_pretrained: GPT-2 has biases everywhere
+  out.args.activation = tanh_gelu ? "gelu_tanh" : "gelu";
   out.args.dropout = 0.0;
   out.args.tp_size = 1;
   out.args.block_types.assign(size_t(c.n_layer), ModelArgs::kBaselineBlockType);
@@ -488,7 +493,8 @@ void export_hf_gpt2(const std::string& ckpt_path, const std::string& folder, int
 
   // GPT2Config's keys, as Hugging Face writes them for gpt2, with this model's sizes.
   nlohmann::ordered_json config;
-  config["activation_function"] = "gelu";  // the exact GELU (GELUActivation), which dgpt computes
+  // The GELU the model computes: the exact one (GELUActivation) or GPT-2's tanh approximation.
+  config["activation_function"] = a.tanh_gelu() ? "gelu_new" : "gelu";
   config["architectures"] = {"GPT2LMHeadModel"};
   config["attn_pdrop"] = a.dropout;
   if (V >= kGpt2VocabSize) {

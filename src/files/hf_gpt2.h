@@ -59,7 +59,8 @@ struct PretrainedGpt2 {
 // weights'). Sizes that differ from the named model's standard ones are used, with a notice; an
 // activation other than GELU, a LayerNorm epsilon other than 1e-5, an untied lm_head or a weight of
 // the wrong shape or dtype are UserErrors naming the file. config.json's 'gelu_new' (GPT-2's tanh
-// approximation) is computed as the exact GELU, as nanoGPT does: one notice line says so.
+// approximation) becomes activation='gelu_tanh', so the model computes GPT-2's function (nanoGPT's
+// from_pretrained computes the exact GELU): one notice line says so.
 PretrainedGpt2 load_pretrained_gpt2(const std::string& model, const std::string& configured_dir,
                                     std::ostream& notices);
 
@@ -80,8 +81,8 @@ Checkpoint pretrained_checkpoint(const PretrainedGpt2& gpt2, int64_t tp_size = 1
 // `dgpt export`: the checkpoint at `ckpt_path` (dense, or all 'tp' blocks at any tp_size) as
 // Hugging Face's GPT-2 in `folder`: model.safetensors (GPT2LMHeadModel's names with the
 // `transformer.` prefix, Conv1D [in, out], lm_head omitted as save_pretrained omits the tied one,
-// __metadata__ {"format": "pt"}) and config.json (GPT2Config's keys; activation_function 'gelu', the
-// exact GELU dgpt computes). A bias=False model gets zero biases (the same function; a notice says
+// __metadata__ {"format": "pt"}) and config.json (GPT2Config's keys; activation_function 'gelu' for
+// the exact GELU, 'gelu_new' for activation='gelu_tanh': the function the model computes). A bias=False model gets zero biases (the same function; a notice says
 // so). vocab_size 0 keeps the checkpoint's rows (nanoGPT's padded 50304 included); a smaller one
 // keeps the first vocab_size rows (a notice says how many go). Other block types, and a vocab_size
 // above the checkpoint's, are UserErrors. Both files are written atomically.

@@ -46,7 +46,7 @@ class DenseBlock : public BlockImpl {
     }
     y = y.transpose(1, 2).contiguous().view({B, T, C});
     auto h = x + dropout_.replicated(attn_proj_(y), DropoutSite::AttentionOutput, is_training());
-    auto m = mlp_proj_(compat::gelu(c_fc_(layer_norm(h, ln_2_w_, ln_2_b_))));
+    auto m = mlp_proj_(compat::gelu(c_fc_(layer_norm(h, ln_2_w_, ln_2_b_)), args_.tanh_gelu()));
     stream.set_replicated(h + dropout_.replicated(m, DropoutSite::MlpOutput, is_training()));
   }
 

@@ -19,7 +19,8 @@ namespace dgpt {
   X(int64_t, tp_size, 1, Plain, "tensor-parallel shards per block") \
   X(std::vector<std::string>, block_types, {}, NoneAllowed, "one block type per layer (an unknown one is an error listing the known ones); None = all 'tp'") \
   X(std::string, parallel_merge, "sum", Plain, "how a run of parallel blocks merges: 'sum' or 'mean'") \
-  X(bool, vocab_parallel, false, Plain, "distributed_gpt: split the tied wte/lm_head and the loss by vocabulary over the tp_size shards (Megatron's; the same function)")
+  X(bool, vocab_parallel, false, Plain, "distributed_gpt: split the tied wte/lm_head and the loss by vocabulary over the tp_size shards (Megatron's; the same function)") \
+  X(std::string, activation, "gelu", Plain, "the MLP's GELU: 'gelu' (exact, nanoGPT's nn.GELU) or 'gelu_tanh' (GPT-2's gelu_new, the tanh approximation)")
 
 struct ModelArgs {
 #define DGPT_DECLARE_MODEL_FIELD(type, name, default_value, kind, help) type name = default_value;
@@ -33,6 +34,7 @@ struct ModelArgs {
   // Whether wte, the logits and the loss are split by vocabulary (SPEC §1; model/vocab_parallel.h).
   // The dense 'gpt' has no shards: there vocab_parallel changes nothing.
   bool vocab_sharded() const { return vocab_parallel && !dense(); }
+  bool tanh_gelu() const { return activation == "gelu_tanh"; }
   static constexpr const char* kDenseModelType = "gpt";
   static constexpr const char* kShardedModelType = "distributed_gpt";
   // What the config dialect's block_types = None means, layer by layer, and the only type the

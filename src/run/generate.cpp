@@ -303,6 +303,28 @@ void sample(const SampleConfig& cfg, std::ostream& main_out, std::ostream& main_
           << std::flush;
 }
 
+double window_loss(GPT& model, const TokenFile& tokens, int64_t T, int64_t windows, int64_t batch_size,
+                   torch::Device device) {
+  torch::NoGradGuard no_grad;
+  double nll_sum = 0;
+  for (int64_t first = 0; first < windows; first += batch_size) {
+    const int64_t n = std::min(batch_size, windows - first);
+    auto span = tokens.slice(first * T, n * T + 1);
+    auto x = span.narrow(0, 0, n * T).view({n, T}).to(device);
+    auto y = span.narrow(0, 1, n * T).view({n, T}).to(device);
+    const auto out = model->forward(x, y);
+    if (!out.logits.defined()) {  // vocab-parallel: no [B,T,V] anywhere; the mean from its three all-reduces
+      nll_sum += out.loss.item<double>() * double(n * T);
+      continue;
+    }
+    auto logits = out.logits.to(torch::kDouble);
+    nll_sum += torch::nll_loss(torch::log_softmax(logits.view({n * T, -1}), -1), y.reshape(-1), {},
+                               at::Reduction::Sum)
+                   .item<double>();
+  }
+  return nll_sum / double(windows * T);
+}
+
 double evaluate_tokens(const EvalOptions& opt, std::ostream& out, std::ostream& notices) {
   // 0 means "the model's" / "all" / "the checkpoint's" for these; below 0 means nothing.
   if (opt.block_size < 0) throw UserError(fmt::format("--block_size must be >= 1, got {}", opt.block_size));
@@ -335,24 +357,7 @@ double evaluate_tokens(const EvalOptions& opt, std::ostream& out, std::ostream& 
                                   opt.tokens, tokens.data()[id], id, model->args().vocab_size));
 
   notices << load_notices.str();
-  torch::NoGradGuard no_grad;
-  double nll_sum = 0;
-  for (int64_t first = 0; first < windows; first += opt.batch_size) {
-    const int64_t n = std::min(opt.batch_size, windows - first);
-    auto span = tokens.slice(first * T, n * T + 1);
-    auto x = span.narrow(0, 0, n * T).view({n, T}).to(device);
-    auto y = span.narrow(0, 1, n * T).view({n, T}).to(device);
-    const auto out = model->forward(x, y);
-    if (!out.logits.defined()) {  // vocab-parallel: no [B,T,V] anywhere; the mean from its three all-reduces
-      nll_sum += out.loss.item<double>() * double(n * T);
-      continue;
-    }
-    auto logits = out.logits.to(torch::kDouble);
-    nll_sum += torch::nll_loss(torch::log_softmax(logits.view({n * T, -1}), -1), y.reshape(-1), {},
-                               at::Reduction::Sum)
-                   .item<double>();
-  }
-  const double loss = nll_sum / double(windows * T);
+  const double loss = window_loss(model, tokens, T, windows, opt.batch_size, device);
   out << fmt::format("evaluated {} windows of {} tokens ({} predicted tokens) from {}\n", windows, T, windows * T,
                      opt.tokens);
   out << fmt::format("loss {:.12g}\n", loss);

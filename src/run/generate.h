@@ -12,6 +12,8 @@
 
 namespace dgpt {
 
+class TokenFile;  // files/data.h
+
 // A model for inference from a checkpoint, optionally at another tp_size or as the dense 'gpt'
 // (both only for all-tp checkpoints: spd and parallel blocks are tied to their tp_size), and with
 // vocab_parallel 1 (on) or 0 (off), the same function either way; -1 keeps the checkpoint's.
@@ -59,6 +61,11 @@ struct EvalOptions {
   std::string init_from = "resume";  // or 'gpt2', ...: OpenAI's weights (files/hf_gpt2.h) instead of ckpt.pt
   std::string pretrained_dir;        // their folder; '' = the Hugging Face cache
 };
+
+// The mean cross-entropy of `model` over windows [0, windows) of length T (window j: x = tokens[jT, jT+T),
+// y = tokens[jT+1, jT+T+1)), batch_size windows per forward pass, in float64 from the logits.
+double window_loss(GPT& model, const TokenFile& tokens, int64_t T, int64_t windows, int64_t batch_size,
+                   torch::Device device);
 
 // Mean cross-entropy over every predicted token of consecutive non-overlapping windows:
 // window j has x = tokens[jT, jT+T), y = tokens[jT+1, jT+T+1). Prints progress and, last,
