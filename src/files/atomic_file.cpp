@@ -127,7 +127,7 @@ void write_file_atomically(const std::string& path, const std::function<void(con
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   TempFile temp(tmp);  // registered before it exists, so a signal never leaves it behind
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd < 0) fail("cannot write", tmp, errno);
+  if (fd < 0) fail("cannot write", path, errno);  // the file asked for, not its temporary name
   int err = 0;
   try {
     produce([&](const char* data, size_t size) {

@@ -208,7 +208,7 @@ namespace {
 std::vector<char> read_checkpoint_bytes(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) throw UserError("no checkpoint at " + path + " (train with init_from='scratch' first)");
+    if (errno == ENOENT) throw UserError("no checkpoint at " + path);
     throw UserError("cannot read checkpoint " + path + ": " + std::strerror(errno));
   }
   if (!S_ISREG(st.st_mode))

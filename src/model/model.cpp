@@ -88,12 +88,7 @@ ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targ
     throw UserError("cannot forward a sequence of length " + std::to_string(T) +
                     ": block_size is " + std::to_string(args_.block_size));
   }
-  auto pos = torch::arange(P, P + T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
-  // The token embedding [B, T, C]: vocab-parallel, each shard's lookup of its own rows summed by one g.
-  const auto tokens = args_.vocab_sharded() ? vocab_parallel_embedding(wte_, idx, VocabShards::of(args_, *group_), *group_)
-                                            : torch::embedding(wte_, idx);
-  auto x = DropoutPlace(&dropout_key_, 0, args_.dropout)
-               .replicated(tokens + torch::embedding(wpe_, pos), DropoutSite::Embedding, is_training());  // [B, T, C]
+  auto x = embed(idx, P);  // [B, T, C]
   ResidualStream stream(x, *group_, args_.parallel_merge == "mean");
   if (cache) cache->reserve(args_.n_layer, args_.block_size);
   try {
@@ -103,7 +98,22 @@ ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targ
     throw;
   }
   if (cache) cache->length_ += T;
-  x = layer_norm(stream.replicated(), ln_f_weight_, ln_f_bias_);
+  return head(stream.replicated(), targets);
+}
+
+torch::Tensor GPTImpl::embed(const torch::Tensor& idx, int64_t P) {
+  const int64_t T = idx.size(1);
+  auto pos = torch::arange(P, P + T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
+  // The token embedding [B, T, C]: vocab-parallel, each shard's lookup of its own rows summed by one g.
+  const auto tokens = args_.vocab_sharded() ? vocab_parallel_embedding(wte_, idx, VocabShards::of(args_, *group_), *group_)
+                                            : torch::embedding(wte_, idx);
+  return DropoutPlace(&dropout_key_, 0, args_.dropout)
+      .replicated(tokens + torch::embedding(wpe_, pos), DropoutSite::Embedding, is_training());
+}
+
+ModelOutput GPTImpl::head(const torch::Tensor& stream_out, const torch::Tensor& targets) {
+  const int64_t T = stream_out.size(1);
+  auto x = layer_norm(stream_out, ln_f_weight_, ln_f_bias_);
   ModelOutput out;
   if (args_.vocab_sharded()) {
     // Vocab-parallel head (SPEC §1): one f, each shard's logits [L,B,T,V/N]; the loss from three
@@ -121,6 +131,50 @@ ModelOutput GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targ
     out.logits = torch::matmul(x.narrow(1, T - 1, 1), wte_.t());
   }
   return out;
+}
+
+bool GPTImpl::settled_before(int64_t layer) const {
+  if (layer == 0 || args_.dense()) return true;
+  const auto& before = block_type(args_.block_types[size_t(layer - 1)]);
+  return !before.keeps_shard_streams && !before.lags_stream;
+}
+
+std::vector<torch::Tensor> GPTImpl::settled_streams(const torch::Tensor& idx) {
+  TORCH_CHECK(idx.dim() == 2 && idx.size(1) > 0 && idx.size(1) <= args_.block_size, "settled_streams: bad idx");
+  std::vector<torch::Tensor> xs(blocks_.size() + 1);
+  ResidualStream stream(embed(idx, 0), *group_, args_.parallel_merge == "mean");
+  for (size_t l = 0; l < blocks_.size(); ++l) {
+    if (settled_before(int64_t(l))) xs[l] = stream.replicated();  // nothing to merge or add here
+    blocks_[l]->forward(stream, nullptr);
+  }
+  xs[blocks_.size()] = stream.replicated();
+  return xs;
+}
+
+ModelOutput GPTImpl::forward_from(const torch::Tensor& x, int64_t first,
+                                  const std::map<int64_t, std::shared_ptr<BlockImpl>>& substitutes,
+                                  const torch::Tensor& targets) {
+  ResidualStream stream(x, *group_, args_.parallel_merge == "mean");
+  for (int64_t l = first; l < int64_t(blocks_.size()); ++l) {
+    auto sub = substitutes.find(l);
+    (sub != substitutes.end() ? sub->second : blocks_[size_t(l)])->forward(stream, nullptr);
+  }
+  return head(stream.replicated(), targets);
+}
+
+std::shared_ptr<BlockImpl> GPTImpl::substitute_block(int64_t layer, const std::string& type, const DenseState& dense) {
+  torch::NoGradGuard no_grad;
+  const BlockContext ctx{args_, group_.get(), &replicated_grads_, layer, &dropout_key_};
+  auto block = make_block(ctx, type);
+  block->to(wte_.device(), wte_.scalar_type());
+  block->eval();
+  for (auto& slot : block->param_slots("transformer.h." + std::to_string(layer) + ".")) {
+    auto it = dense.find(slot.dense_name);
+    if (it == dense.end()) throw UserError("the weights have no tensor '" + slot.dense_name + "'");
+    slot.param.copy_(shards_from_dense(it->second.to(slot.param.dtype()), slot.layout, args_.tp_size,
+                                       group_->first_shard(), group_->local_shards()));
+  }
+  return block;
 }
 
 std::vector<ParamSlot> GPTImpl::param_slots() {

@@ -56,6 +56,21 @@ class GPTImpl : public torch::nn::Module {
   // or misshapen tensor.
   void load_dense_state(const DenseState& dense);
 
+  // Sensitivity sweeps (run/sensitivity.cpp): the model with some blocks replaced, run from the
+  // stream its unchanged prefix leaves, so that variants share that prefix. settled_streams(idx)
+  // (no cache, no targets) returns, at index l, the replicated stream entering layer l where the
+  // block before it leaves nothing per-shard or pending (index 0 always; undefined elsewhere), and
+  // at index n_layer the stream after the last block. forward_from(x, first, substitutes, targets)
+  // runs layers first.. from x (layer l's block taken from `substitutes` where it has one), then
+  // ln_f and the head, as forward does. substitute_block builds a block of `type` for `layer` with
+  // that layer's weights from `dense` (nanoGPT names; converted for that type), on this model's
+  // device and dtype, in eval mode.
+  std::vector<torch::Tensor> settled_streams(const torch::Tensor& idx);
+  ModelOutput forward_from(const torch::Tensor& x, int64_t first,
+                           const std::map<int64_t, std::shared_ptr<BlockImpl>>& substitutes,
+                           const torch::Tensor& targets);
+  std::shared_ptr<BlockImpl> substitute_block(int64_t layer, const std::string& type, const DenseState& dense);
+
   const ModelArgs& args() const { return args_; }
   TensorParallelGroup& group() { return *group_; }
   // Dense parameter count, without the position embedding (as nanoGPT reports it).
@@ -71,6 +86,10 @@ class GPTImpl : public torch::nn::Module {
   torch::Tensor ln_f_weight_;  // [C]
   torch::Tensor ln_f_bias_;    // [C], or undefined without bias
   std::vector<std::shared_ptr<BlockImpl>> blocks_;
+
+  torch::Tensor embed(const torch::Tensor& idx, int64_t first_position);  // [B, T] -> x [B, T, C]
+  ModelOutput head(const torch::Tensor& x, const torch::Tensor& targets);  // the last blocks' stream -> output
+  bool settled_before(int64_t layer) const;  // whether the stream entering `layer` is replicated and complete
 };
 TORCH_MODULE(GPT);
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <ostream>
 #include <sstream>
@@ -83,7 +84,69 @@ void sensitivity(const SensitivityOptions& opt, std::ostream& main_out, std::ost
     }
     return e;
   };
-  const Entry base = evaluate(base_types, &base_model);
+  // Every single-block and cumulative variant on each batch of windows, sharing the unchanged model's
+  // prefix: a variant whose first changed layer is l runs from the stream entering the last settled
+  // layer <= l (model.h), with substitute blocks of type `to` for its changed layers. The same
+  // arithmetic as evaluating each variant's own model (tested against separate `dgpt eval` runs).
+  std::vector<std::vector<std::string>> variants;  // L single ones, then the cumulative k = 2..L
+  for (int64_t l = 0; l < L; ++l) {
+    auto types = base_types;
+    types[size_t(l)] = opt.to;
+    variants.push_back(types);
+  }
+  {
+    auto types = base_types;
+    types[size_t(L - 1)] = opt.to;
+    for (int64_t k = 2; k <= L; ++k) {
+      types[size_t(L - k)] = opt.to;
+      variants.push_back(types);
+    }
+  }
+  std::map<int64_t, std::shared_ptr<BlockImpl>> substitutes;  // layer -> its block of type `to`
+  for (int64_t l = 0; l < L; ++l) {
+    if (base_types[size_t(l)] == opt.to) continue;
+    ModelArgs a = base_model->args();
+    a.block_types[size_t(l)] = opt.to;
+    substitutes[l] = base_model->substitute_block(l, opt.to, convert_weights(ckpt.model, ckpt.model_args, a));
+  }
+  std::vector<double> nll(variants.size(), 0.0);
+  double base_nll = 0;
+  {
+    torch::NoGradGuard no_grad;
+    auto nll_of = [&](const ModelOutput& o, const torch::Tensor& y) {
+      if (!o.logits.defined()) return o.loss.item<double>() * double(y.numel());  // vocab-parallel
+      return torch::nll_loss(torch::log_softmax(o.logits.to(torch::kDouble).view({y.numel(), -1}), -1), y.reshape(-1),
+                             {}, at::Reduction::Sum)
+          .item<double>();
+    };
+    for (int64_t first = 0; first < windows; first += opt.batch_size) {
+      const int64_t n = std::min(opt.batch_size, windows - first);
+      auto span = tokens.slice(first * T, n * T + 1);
+      auto x = span.narrow(0, 0, n * T).view({n, T}).to(device);
+      auto y = span.narrow(0, 1, n * T).view({n, T}).to(device);
+      const auto streams = base_model->settled_streams(x);
+      base_nll += nll_of(base_model->forward_from(streams[size_t(L)], L, {}, y), y);
+      for (size_t v = 0; v < variants.size(); ++v) {
+        int64_t changed = 0;
+        while (changed < L && variants[v][size_t(changed)] == base_types[size_t(changed)]) ++changed;
+        if (changed == L) {  // a layer already of type `to`: the unchanged model
+          nll[v] = -1;
+          continue;
+        }
+        int64_t start = changed;
+        while (!streams[size_t(start)].defined()) --start;
+        std::map<int64_t, std::shared_ptr<BlockImpl>> subs;
+        for (int64_t l = changed; l < L; ++l)
+          if (variants[v][size_t(l)] != base_types[size_t(l)]) subs[l] = substitutes.at(l);
+        nll[v] += nll_of(base_model->forward_from(streams[size_t(start)], start, subs, y), y);
+      }
+    }
+  }
+  const double per_token = 1.0 / double(windows * T);
+  const Entry base{base_types, base_nll * per_token, forward_allreduces(base_types)};
+  auto variant_entry = [&](size_t v) {
+    return nll[v] < 0 ? base : Entry{variants[v], nll[v] * per_token, forward_allreduces(variants[v])};
+  };
   out << fmt::format("sensitivity of {} at tp_size {}: each block switched to '{}'; loss over {} windows of {} tokens "
                      "of {}\n",
                      ckpt_path, N, opt.to, windows, T, opt.tokens);
@@ -94,9 +157,7 @@ void sensitivity(const SensitivityOptions& opt, std::ostream& main_out, std::ost
   std::vector<Entry> single;
   out << fmt::format("\n{:>5}  {:<10} {:>12} {:>12} {:>8}\n", "layer", "was", "loss", "delta", "fwd AR");
   for (int64_t l = 0; l < L; ++l) {
-    auto types = base_types;
-    types[size_t(l)] = opt.to;
-    single.push_back(types == base_types ? base : evaluate(types));
+    single.push_back(variant_entry(size_t(l)));
     out << fmt::format("{:>5}  {:<10} {:>12.6f} {:>+12.6f} {:>8}\n", l, base_types[size_t(l)], single.back().loss,
                        single.back().loss - base.loss, single.back().forward_allreduce)
         << std::flush;
@@ -105,10 +166,8 @@ void sensitivity(const SensitivityOptions& opt, std::ostream& main_out, std::ost
   std::vector<Entry> cumulative;
   out << fmt::format("\ncumulative, the last k layers switched:\n{:>5}  {:>12} {:>12} {:>8}\n", "k", "loss", "delta",
                      "fwd AR");
-  auto types = base_types;
   for (int64_t k = 1; k <= L; ++k) {
-    types[size_t(L - k)] = opt.to;
-    cumulative.push_back(k == 1 ? single[size_t(L - 1)] : evaluate(types));
+    cumulative.push_back(k == 1 ? single[size_t(L - 1)] : variant_entry(size_t(L + k - 2)));
     out << fmt::format("{:>5}  {:>12.6f} {:>+12.6f} {:>8}\n", k, cumulative.back().loss,
                        cumulative.back().loss - base.loss, cumulative.back().forward_allreduce)
         << std::flush;

@@ -2,7 +2,8 @@
 // sync points costs. For a checkpoint at tp_size N: the loss with each block alone switched to
 // another type (spd by default), its delta against the unconverted model, the paper's cumulative
 // order (the last k layers switched, k = 1..n_layer), and for a forward all-reduce budget the
-// block_types the measured deltas suggest, with the loss they predict and the loss measured.
+// block_types the measured deltas suggest, with the loss they predict and the loss measured. The
+// variants share the unconverted model's prefix (GPTImpl::settled_streams / forward_from).
 #pragma once
 #include <cstdint>
 #include <iosfwd>
