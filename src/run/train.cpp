@@ -287,7 +287,10 @@ void train(const TrainConfig& cfg, std::ostream& main_out, std::ostream& main_no
                           cfg.grad_clip > 0 || precision.loss_scaling(), precision.activation_elem_bytes(),
                           precision.param_elem_bytes());
   out << "tokens per iteration will be: " << tokens_per_iter << "\n";
-  out << "precision: " << precision.describe() << " on " << device.str() << "\n";
+  out << "precision: " << precision.describe() << " on " << device.str()
+      << (device.is_cpu() ? fmt::format(", {} thread{}", at::get_num_threads(), at::get_num_threads() == 1 ? "" : "s")
+                          : "")
+      << "\n";
   out << fmt::format("number of parameters: {:.2f}M ({}, tp_size {}, {} shard(s) per process)\n",
                      double(model->num_params()) / 1e6, args.model_type, args.tp_size, group->local_shards());
   out << fmt::format("num decayed parameter tensors: {}, with {} parameters\n", optimizer.decayed_tensors(),
