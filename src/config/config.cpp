@@ -673,6 +673,23 @@ void validate(const SampleConfig& cfg) {
   validate_finite_floats(cfg);
 }
 
+TrainConfig validated_with_sizes(const TrainConfig& cfg, const ModelArgs& sizes,
+                                 const std::vector<std::string>& known_block_types, const std::string& where) {
+  TrainConfig check = cfg;
+  check.init_from = "scratch";
+  check.n_layer = sizes.n_layer;
+  check.n_head = sizes.n_head;
+  check.n_embd = sizes.n_embd;
+  check.bias = sizes.bias;
+  try {
+    validate(check, known_block_types);
+  } catch (const UserError& e) {
+    throw UserError(fmt::format("init_from='{}' (n_layer={}, n_head={}, n_embd={}{}): {}", cfg.init_from, sizes.n_layer,
+                                sizes.n_head, sizes.n_embd, where, e.what()));
+  }
+  return check;
+}
+
 bool is_checkpoint_path(const std::string& init_from) {
   return init_from.size() > 3 && init_from.compare(init_from.size() - 3, 3, ".pt") == 0;
 }

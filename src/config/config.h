@@ -109,6 +109,11 @@ SampleConfig load_sample_config(const std::vector<std::string>& config_files,
 // Cross-key checks: block_types length == n_layer, known block types, n_head % tp_size,
 // 4*n_embd % tp_size, positive sizes, value sets of string keys. Throws UserError.
 void validate(const TrainConfig& cfg, const std::vector<std::string>& known_block_types);
+// validate() for a run whose n_layer, n_head, n_embd and bias come from weights (init_from='gpt2*'
+// or a checkpoint file): the config with those of `sizes`, checked as a config is (init_from then
+// 'scratch'); an error names init_from, the sizes and `where` they came from (" from FILE", or "").
+TrainConfig validated_with_sizes(const TrainConfig& cfg, const ModelArgs& sizes,
+                                 const std::vector<std::string>& known_block_types, const std::string& where);
 // num_samples >= 1, max_new_tokens >= 0, temperature >= 0, top_k >= 0, 0 < top_p <= 1, tp_size >= 0,
 // and the value sets of backend and dtype, tp_procs >= 0, comm_timeout > 0. Throws UserError.
 void validate(const SampleConfig& cfg);

@@ -224,21 +224,7 @@ std::vector<char> read_checkpoint_bytes(const std::string& path) {
   if (pages > 0 && page_size > 0 && size / page_size > pages)
     throw UserError("checkpoint " + path + " is invalid: it has " + std::to_string(size) +
                     " bytes, more than this machine's memory");
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) throw UserError("cannot read checkpoint " + path + ": " + std::strerror(errno));
-  std::vector<char> bytes(static_cast<size_t>(size));
-  size_t got = 0;
-  while (got < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = n < 0 ? std::strerror(errno) : "the file shrank while it was read";
-      ::close(fd);
-      throw UserError("cannot read checkpoint " + path + ": " + why);
-    }
-    got += size_t(n);
-  }
-  ::close(fd);
+  const std::vector<char> bytes = read_whole_file(path, size, "cannot read checkpoint " + path + ": ");
   if (std::memcmp(bytes.data(), "PK\x03\x04", 4) != 0)
     throw UserError("checkpoint " + path + " is invalid: not a zip archive (the format of torch.save since PyTorch 1.6)");
   return bytes;

@@ -23,6 +23,7 @@
 #include "files/atomic_file.h"
 #include "files/safetensors.h"
 #include "files/torch_pickle.h"
+#include "model/convert.h"
 
 namespace dgpt {
 
@@ -371,18 +372,7 @@ ModelArgs pretrained_run_args(const PretrainedGpt2& gpt2, const TrainConfig& cfg
                                 cfg.block_size, gpt2.model, gpt2.args.block_size, source, gpt2.args.block_size));
   a.block_size = cfg.block_size;  // smaller: wpe cropped, as nanoGPT's crop_block_size
   // The config's cross-key rules, on the sizes the weights have.
-  TrainConfig check = cfg;
-  check.init_from = "scratch";
-  check.n_layer = a.n_layer;
-  check.n_head = a.n_head;
-  check.n_embd = a.n_embd;
-  check.bias = a.bias;
-  try {
-    validate(check, known_block_types());
-  } catch (const UserError& e) {
-    throw UserError(fmt::format("init_from='{}' (n_layer={}, n_head={}, n_embd={} from {}): {}", gpt2.model, a.n_layer,
-                                a.n_head, a.n_embd, source, e.what()));
-  }
+  validated_with_sizes(cfg, a, known_block_types(), " from " + source);
   notices << fmt::format("initializing from {} weights in {}: n_layer={}, n_head={}, n_embd={}, vocab_size={}, "
                          "bias=True, block_size={}{}, dropout={} (the config's n_layer, n_head, n_embd and bias are "
                          "not used)\n",
@@ -415,17 +405,7 @@ ModelArgs pretrained_run_args(const PretrainedGpt2& gpt2, const TrainConfig& cfg
 }
 
 DenseState pretrained_weights_for(const PretrainedGpt2& gpt2, const ModelArgs& args) {
-  DenseState w = gpt2.weights;
-  auto& wpe = w.at("transformer.wpe.weight");
-  if (args.block_size < wpe.size(0)) wpe = wpe.narrow(0, 0, args.block_size);
-  if (!args.dense())
-    for (int64_t l = 0; l < args.n_layer; ++l)
-      if (!block_type(args.block_types[size_t(l)]).c_proj_biases) {
-        const std::string p = "transformer.h." + std::to_string(l) + ".";
-        w.erase(p + "attn.c_proj.bias");
-        w.erase(p + "mlp.c_proj.bias");
-      }
-  return w;
+  return convert_weights(gpt2.weights, gpt2.args, args);  // wpe cropped, c_proj biases a type lacks dropped
 }
 
 Checkpoint pretrained_checkpoint(const PretrainedGpt2& gpt2, int64_t tp_size) {

@@ -802,14 +802,20 @@ std::vector<char> read_regular_file(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw UserError("cannot load " + path + ": " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) throw UserError("cannot load " + path + ": not a regular file; nothing was read from it");
+  return read_whole_file(path, int64_t(st.st_size), "cannot load " + path + ": ");
+}
+
+}  // namespace
+
+std::vector<char> read_whole_file(const std::string& path, int64_t size, const std::string& error_prefix) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) throw UserError("cannot load " + path + ": " + std::strerror(errno));
+  if (fd < 0) throw UserError(error_prefix + std::strerror(errno));
   std::vector<char> bytes;
   try {
-    bytes.resize(size_t(st.st_size));
+    bytes.resize(size_t(size));
   } catch (const std::bad_alloc&) {
     ::close(fd);
-    throw UserError("cannot load " + path + ": " + std::to_string(st.st_size) + " bytes do not fit in memory");
+    throw UserError(error_prefix + std::to_string(size) + " bytes do not fit in memory");
   }
   size_t got = 0;
   while (got < bytes.size()) {
@@ -818,13 +824,15 @@ std::vector<char> read_regular_file(const std::string& path) {
     if (n <= 0) {
       const std::string why = n < 0 ? std::strerror(errno) : "the file shrank while it was read";
       ::close(fd);
-      throw UserError("cannot load " + path + ": " + why);
+      throw UserError(error_prefix + why);
     }
     got += size_t(n);
   }
   ::close(fd);
   return bytes;
 }
+
+namespace {
 
 // The magic number that starts torch.save's format before PyTorch 1.6: pickle protocol 2 of
 // 0x1950a86a20f9469cfc6c.

@@ -52,6 +52,10 @@ c10::IValue read_torch_save(const std::string& path);
 // value is not a dict of str keys and tensor values.
 std::vector<std::pair<std::string, torch::Tensor>> state_dict_from(const c10::IValue& value, const std::string& what);
 
+// The first `size` bytes of the file at `path` (its size, as stat says), read whole; a failure (open,
+// read, a file that shrank, no memory for it) is a UserError of `error_prefix` + the cause.
+std::vector<char> read_whole_file(const std::string& path, int64_t size, const std::string& error_prefix);
+
 // read_torch_save + state_dict_from: e.g. Hugging Face's pytorch_model.bin.
 std::vector<std::pair<std::string, torch::Tensor>> read_torch_state_dict(const std::string& path);
 

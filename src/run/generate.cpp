@@ -312,17 +312,17 @@ double window_loss(GPT& model, const TokenFile& tokens, int64_t T, int64_t windo
     auto span = tokens.slice(first * T, n * T + 1);
     auto x = span.narrow(0, 0, n * T).view({n, T}).to(device);
     auto y = span.narrow(0, 1, n * T).view({n, T}).to(device);
-    const auto out = model->forward(x, y);
-    if (!out.logits.defined()) {  // vocab-parallel: no [B,T,V] anywhere; the mean from its three all-reduces
-      nll_sum += out.loss.item<double>() * double(n * T);
-      continue;
-    }
-    auto logits = out.logits.to(torch::kDouble);
-    nll_sum += torch::nll_loss(torch::log_softmax(logits.view({n * T, -1}), -1), y.reshape(-1), {},
-                               at::Reduction::Sum)
-                   .item<double>();
+    nll_sum += summed_nll(model->forward(x, y), y);
   }
   return nll_sum / double(windows * T);
+}
+
+double summed_nll(const ModelOutput& out, const torch::Tensor& y) {
+  if (!out.logits.defined())  // vocab-parallel: no [B,T,V] anywhere; the mean from its three all-reduces
+    return out.loss.item<double>() * double(y.numel());
+  return torch::nll_loss(torch::log_softmax(out.logits.to(torch::kDouble).view({y.numel(), -1}), -1), y.reshape(-1), {},
+                         at::Reduction::Sum)
+      .item<double>();
 }
 
 double evaluate_tokens(const EvalOptions& opt, std::ostream& out, std::ostream& notices) {

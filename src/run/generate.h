@@ -67,6 +67,10 @@ struct EvalOptions {
 double window_loss(GPT& model, const TokenFile& tokens, int64_t T, int64_t windows, int64_t batch_size,
                    torch::Device device);
 
+// The cross-entropy of a forward pass's output against targets y [B, T], summed over the B*T tokens
+// (float64 from the logits; a vocab-parallel model's mean loss times B*T).
+double summed_nll(const ModelOutput& out, const torch::Tensor& y);
+
 // Mean cross-entropy over every predicted token of consecutive non-overlapping windows:
 // window j has x = tokens[jT, jT+T), y = tokens[jT+1, jT+T+1). Prints progress and, last,
 // `loss <value>`; returns the value.

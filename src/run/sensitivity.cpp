@@ -74,34 +74,14 @@ void sensitivity(const SensitivityOptions& opt, std::ostream& main_out, std::ost
     a.block_types = types;
     return plan_communications(a, opt.batch_size, 1, false, 4, 4).forward_allreduce;
   };
-  auto evaluate = [&](const std::vector<std::string>& types, GPT* built = nullptr) {
-    Entry e{types, 0, forward_allreduces(types)};
-    if (built) {
-      e.loss = window_loss(*built, tokens, T, windows, opt.batch_size, device);
-    } else {
-      GPT m = model_for(types);
-      e.loss = window_loss(m, tokens, T, windows, opt.batch_size, device);
-    }
-    return e;
+  auto evaluate = [&](const std::vector<std::string>& types) {  // a pattern's own model, in full
+    GPT m = model_for(types);
+    return Entry{types, window_loss(m, tokens, T, windows, opt.batch_size, device), forward_allreduces(types)};
   };
   // Every single-block and cumulative variant on each batch of windows, sharing the unchanged model's
   // prefix: a variant whose first changed layer is l runs from the stream entering the last settled
   // layer <= l (model.h), with substitute blocks of type `to` for its changed layers. The same
   // arithmetic as evaluating each variant's own model (tested against separate `dgpt eval` runs).
-  std::vector<std::vector<std::string>> variants;  // L single ones, then the cumulative k = 2..L
-  for (int64_t l = 0; l < L; ++l) {
-    auto types = base_types;
-    types[size_t(l)] = opt.to;
-    variants.push_back(types);
-  }
-  {
-    auto types = base_types;
-    types[size_t(L - 1)] = opt.to;
-    for (int64_t k = 2; k <= L; ++k) {
-      types[size_t(L - k)] = opt.to;
-      variants.push_back(types);
-    }
-  }
   std::map<int64_t, std::shared_ptr<BlockImpl>> substitutes;  // layer -> its block of type `to`
   for (int64_t l = 0; l < L; ++l) {
     if (base_types[size_t(l)] == opt.to) continue;
@@ -109,43 +89,58 @@ void sensitivity(const SensitivityOptions& opt, std::ostream& main_out, std::ost
     a.block_types[size_t(l)] = opt.to;
     substitutes[l] = base_model->substitute_block(l, opt.to, convert_weights(ckpt.model, ckpt.model_args, a));
   }
-  std::vector<double> nll(variants.size(), 0.0);
+  struct Variant {
+    std::vector<std::string> types;
+    int64_t first = 0;  // its first switched layer; L: none (every layer it switches is already `to`)
+    std::map<int64_t, std::shared_ptr<BlockImpl>> subs;
+    double nll = 0;
+  };
+  std::vector<Variant> variants;  // L single ones, then the cumulative k = 2..L
+  auto add_variant = [&](std::vector<std::string> types) {
+    Variant v{std::move(types), L, {}, 0};
+    for (int64_t l = L - 1; l >= 0; --l)
+      if (v.types[size_t(l)] != base_types[size_t(l)]) {
+        v.first = l;
+        v.subs[l] = substitutes.at(l);
+      }
+    variants.push_back(std::move(v));
+  };
+  for (int64_t l = 0; l < L; ++l) {
+    auto types = base_types;
+    types[size_t(l)] = opt.to;
+    add_variant(types);
+  }
+  {
+    auto types = base_types;
+    types[size_t(L - 1)] = opt.to;
+    for (int64_t k = 2; k <= L; ++k) {
+      types[size_t(L - k)] = opt.to;
+      add_variant(types);
+    }
+  }
   double base_nll = 0;
   {
     torch::NoGradGuard no_grad;
-    auto nll_of = [&](const ModelOutput& o, const torch::Tensor& y) {
-      if (!o.logits.defined()) return o.loss.item<double>() * double(y.numel());  // vocab-parallel
-      return torch::nll_loss(torch::log_softmax(o.logits.to(torch::kDouble).view({y.numel(), -1}), -1), y.reshape(-1),
-                             {}, at::Reduction::Sum)
-          .item<double>();
-    };
     for (int64_t first = 0; first < windows; first += opt.batch_size) {
       const int64_t n = std::min(opt.batch_size, windows - first);
       auto span = tokens.slice(first * T, n * T + 1);
       auto x = span.narrow(0, 0, n * T).view({n, T}).to(device);
       auto y = span.narrow(0, 1, n * T).view({n, T}).to(device);
       const auto streams = base_model->settled_streams(x);
-      base_nll += nll_of(base_model->forward_from(streams[size_t(L)], L, {}, y), y);
-      for (size_t v = 0; v < variants.size(); ++v) {
-        int64_t changed = 0;
-        while (changed < L && variants[v][size_t(changed)] == base_types[size_t(changed)]) ++changed;
-        if (changed == L) {  // a layer already of type `to`: the unchanged model
-          nll[v] = -1;
-          continue;
-        }
-        int64_t start = changed;
+      base_nll += summed_nll(base_model->forward_from(streams[size_t(L)], L, {}, y), y);
+      for (auto& v : variants) {
+        if (v.first == L) continue;  // the unchanged model
+        int64_t start = v.first;
         while (!streams[size_t(start)].defined()) --start;
-        std::map<int64_t, std::shared_ptr<BlockImpl>> subs;
-        for (int64_t l = changed; l < L; ++l)
-          if (variants[v][size_t(l)] != base_types[size_t(l)]) subs[l] = substitutes.at(l);
-        nll[v] += nll_of(base_model->forward_from(streams[size_t(start)], start, subs, y), y);
+        v.nll += summed_nll(base_model->forward_from(streams[size_t(start)], start, v.subs, y), y);
       }
     }
   }
   const double per_token = 1.0 / double(windows * T);
   const Entry base{base_types, base_nll * per_token, forward_allreduces(base_types)};
-  auto variant_entry = [&](size_t v) {
-    return nll[v] < 0 ? base : Entry{variants[v], nll[v] * per_token, forward_allreduces(variants[v])};
+  auto variant_entry = [&](size_t i) {
+    const Variant& v = variants[i];
+    return v.first == L ? base : Entry{v.types, v.nll * per_token, forward_allreduces(v.types)};
   };
   out << fmt::format("sensitivity of {} at tp_size {}: each block switched to '{}'; loss over {} windows of {} tokens "
                      "of {}\n",

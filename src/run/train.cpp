@@ -96,19 +96,7 @@ ModelArgs converted_run_args(const Checkpoint& ckpt, const TrainConfig& cfg, std
   if (cfg.block_size > a.block_size)
     throw UserError(fmt::format("block_size={} is more than {}'s block_size {}: it must be at most that", cfg.block_size,
                                 cfg.init_from, a.block_size));
-  TrainConfig check = cfg;
-  check.init_from = "scratch";
-  check.n_layer = a.n_layer;
-  check.n_head = a.n_head;
-  check.n_embd = a.n_embd;
-  check.bias = a.bias;
-  try {
-    validate(check, known_block_types());
-  } catch (const UserError& e) {
-    throw UserError(fmt::format("init_from='{}' (n_layer={}, n_head={}, n_embd={}): {}", cfg.init_from, a.n_layer,
-                                a.n_head, a.n_embd, e.what()));
-  }
-  const ModelArgs wanted = model_args_from(check, a.vocab_size);
+  const ModelArgs wanted = model_args_from(validated_with_sizes(cfg, a, known_block_types(), ""), a.vocab_size);
   a.model_type = wanted.model_type;
   a.tp_size = wanted.tp_size;
   a.block_types = wanted.block_types;
