@@ -231,47 +231,6 @@ TEST_CASE("KV cache: length, clear, block_size limit, batch change", "[kv_cache]
 // L < N: W threads stand in for the W processes of a tensor-parallel group, each holding L = N/W
 // shards. Their all-reduce sums the W contributions in rank order, so every rank gets the same bits.
 
-class ThreadRendezvous {
- public:
-  explicit ThreadRendezvous(int64_t W) : W_(W), slots_(size_t(W)) {}
-  torch::Tensor sum(int64_t rank, const torch::Tensor& t) {
-    std::unique_lock<std::mutex> lock(m_);
-    const int64_t round = round_;
-    slots_[size_t(rank)] = t.clone();
-    if (++arrived_ == W_) {
-      result_ = slots_[0].clone();
-      for (int64_t r = 1; r < W_; ++r) result_ += slots_[size_t(r)];
-      arrived_ = 0;
-      ++round_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return round_ != round; });
-    }
-    return result_.clone();  // under the lock: the next round cannot overwrite it before every rank has read it
-  }
-
- private:
-  int64_t W_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::vector<torch::Tensor> slots_;
-  torch::Tensor result_;
-  int64_t arrived_ = 0, round_ = 0;
-};
-
-class ThreadGroup : public TensorParallelGroup {
- public:
-  ThreadGroup(int64_t tp_size, int64_t W, int64_t rank, std::shared_ptr<ThreadRendezvous> r)
-      : TensorParallelGroup(tp_size, W, rank), r_(std::move(r)) {}
-  void all_reduce_sum_(torch::Tensor& t, CommKind kind) override {
-    tally_.record(kind, t.numel() * t.element_size(), 0.0);
-    t.copy_(r_->sum(rank_, t));
-  }
-  torch::Tensor gather_shards(const torch::Tensor&) override { TORCH_CHECK(false, "not needed here"); }
-
- private:
-  std::shared_ptr<ThreadRendezvous> r_;
-};
 
 TEST_CASE("KV cache with L < N shards per process (threads as processes): the logits of simulation",
           "[kv_cache][real_layout]") {

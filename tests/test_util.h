@@ -1,15 +1,17 @@
-// Helpers shared by test_ops.cpp and test_equivalence.cpp: small models built from (perturbed)
-// dense weights, gradients gathered to the dense layout, relative differences, and a central
-// finite-difference gradient check.
+// Helpers shared by the C++ test files: small models built from (perturbed) dense weights,
+// gradients gathered to the dense layout, relative differences, a central finite-difference
+// gradient check, and threads standing in for the processes of a tensor-parallel group.
 #pragma once
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <functional>
 #include <iomanip>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -205,5 +207,56 @@ inline double fd_gradcheck(const ScalarFn& fn, const std::vector<torch::Tensor>&
   }
   return worst;
 }
+
+// Threads as the W processes of a tensor-parallel group (L = N / W shards each): the all-reduce
+// sums the W contributions in rank order, so every rank gets the same bits.
+class ThreadRendezvous {
+ public:
+  explicit ThreadRendezvous(int64_t W) : W_(W), slots_(size_t(W)) {}
+  torch::Tensor sum(int64_t rank, const torch::Tensor& t) {
+    std::unique_lock<std::mutex> lock(m_);
+    const int64_t round = round_;
+    slots_[size_t(rank)] = t.clone();
+    if (++arrived_ == W_) {
+      result_ = slots_[0].clone();
+      for (int64_t r = 1; r < W_; ++r) result_ += slots_[size_t(r)];
+      arrived_ = 0;
+      ++round_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lock, [&] { return round_ != round; });
+    }
+    return result_.clone();  // under the lock: the next round cannot overwrite it before every rank has read it
+  }
+
+ private:
+  int64_t W_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::vector<torch::Tensor> slots_;
+  torch::Tensor result_;
+  int64_t arrived_ = 0, round_ = 0;
+};
+
+// Rank `rank` of W such threads.
+class ThreadGroup : public TensorParallelGroup {
+ public:
+  ThreadGroup(int64_t tp_size, int64_t W, int64_t rank, std::shared_ptr<ThreadRendezvous> r)
+      : TensorParallelGroup(tp_size, W, rank), r_(std::move(r)) {}
+  void all_reduce_sum_(torch::Tensor& t, CommKind kind) override {
+    tally_.record(kind, t.numel() * t.element_size(), 0.0);
+    t.copy_(r_->sum(rank_, t));
+  }
+  torch::Tensor gather_shards(const torch::Tensor& local) override {  // [L, ...] -> [N, ...]
+    auto sizes = local.sizes().vec();
+    sizes[0] = tp_size_;
+    auto all = torch::zeros(sizes, local.options());
+    all.narrow(0, first_shard(), local_shards()).copy_(local);
+    return r_->sum(rank_, all);
+  }
+
+ private:
+  std::shared_ptr<ThreadRendezvous> r_;
+};
 
 }  // namespace dgpt::test

@@ -78,66 +78,16 @@ const ParamSlot& slot_named(const std::vector<ParamSlot>& slots, const std::stri
 }
 
 // ---------------------------------------------------------------------------------------------
-// Threads as the W processes of a tensor-parallel group (L = N / W shards each): the all-reduce
-// sums the W contributions in rank order, so every rank gets the same bits.
+// fn on W threads, each rank r of a ThreadGroup (test_util.h) of N shards; rethrows a rank's failure.
 
-class Rendezvous {
- public:
-  explicit Rendezvous(int64_t W) : W_(W), slots_(size_t(W)) {}
-  torch::Tensor sum(int64_t rank, const torch::Tensor& t) {
-    std::unique_lock<std::mutex> lock(m_);
-    const int64_t round = round_;
-    slots_[size_t(rank)] = t.clone();
-    if (++arrived_ == W_) {
-      result_ = slots_[0].clone();
-      for (int64_t r = 1; r < W_; ++r) result_ += slots_[size_t(r)];
-      arrived_ = 0;
-      ++round_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return round_ != round; });
-    }
-    return result_.clone();
-  }
-
- private:
-  int64_t W_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::vector<torch::Tensor> slots_;
-  torch::Tensor result_;
-  int64_t arrived_ = 0, round_ = 0;
-};
-
-class ThreadsGroup : public TensorParallelGroup {
- public:
-  ThreadsGroup(int64_t tp_size, int64_t W, int64_t rank, std::shared_ptr<Rendezvous> r)
-      : TensorParallelGroup(tp_size, W, rank), r_(std::move(r)) {}
-  void all_reduce_sum_(torch::Tensor& t, CommKind kind) override {
-    tally_.record(kind, t.numel() * t.element_size(), 0.0);
-    t.copy_(r_->sum(rank_, t));
-  }
-  torch::Tensor gather_shards(const torch::Tensor& local) override {  // [L, ...] -> [N, ...]
-    auto sizes = local.sizes().vec();
-    sizes[0] = tp_size_;
-    auto all = torch::zeros(sizes, local.options());
-    all.narrow(0, first_shard(), local_shards()).copy_(local);
-    return r_->sum(rank_, all);
-  }
-
- private:
-  std::shared_ptr<Rendezvous> r_;
-};
-
-// Runs fn(rank, group) on W threads and rethrows the first failure.
-void on_threads(int64_t N, int64_t W, const std::function<void(int64_t, std::shared_ptr<ThreadsGroup>)>& fn) {
-  auto rendezvous = std::make_shared<Rendezvous>(W);
+void on_threads(int64_t N, int64_t W, const std::function<void(int64_t, std::shared_ptr<ThreadGroup>)>& fn) {
+  auto rendezvous = std::make_shared<ThreadRendezvous>(W);
   std::vector<std::exception_ptr> errors(static_cast<size_t>(W));
   std::vector<std::thread> ranks;
   for (int64_t r = 0; r < W; ++r)
     ranks.emplace_back([&, r] {
       try {
-        fn(r, std::make_shared<ThreadsGroup>(N, W, r, rendezvous));
+        fn(r, std::make_shared<ThreadGroup>(N, W, r, rendezvous));
       } catch (...) {
         errors[size_t(r)] = std::current_exception();
       }
@@ -532,7 +482,7 @@ TEST_CASE("vocab_parallel with L < N shards per process (threads as processes): 
       std::vector<torch::Tensor> losses(size_t(mesh.W)), logits(size_t(mesh.W)), norms(size_t(mesh.W));
       std::vector<DenseState> grads(size_t(mesh.W));
       std::vector<CommTally> tallies(size_t(mesh.W));
-      on_threads(mesh.n, mesh.W, [&](int64_t r, std::shared_ptr<ThreadsGroup> group) {
+      on_threads(mesh.n, mesh.W, [&](int64_t r, std::shared_ptr<ThreadGroup> group) {
         GPT model(a, group);
         model->to(torch::kDouble);
         model->load_dense_state(w);
