@@ -7,6 +7,9 @@
 #ifdef DGPT_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
+#if TORCH_VERSION_MAJOR < 2
+#include "model/cpu_attention.h"
+#endif
 
 #define DGPT_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
@@ -38,6 +41,8 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, training ? dropout_p : 0.0,
                                           /*is_causal=*/true);
 #else
+  // 1.13: head-by-head BLAS on the CPU (model/cpu_attention.h), else the explicit ATen ops.
+  if (!(training && dropout_p > 0) && cpu_causal_attention_applies(q, k, v)) return cpu_causal_attention(q, k, v);
   return explicit_causal_attention(q, k, v, dropout_p, training);
 #endif
 }

@@ -155,7 +155,13 @@ std::vector<char> pickle_for_torch_load(const c10::IValue& root) {
 }  // namespace
 
 void save_checkpoint(const Checkpoint& ckpt, const std::string& path) {
-  auto cpu = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU).contiguous(); };
+  // torch.save writes whole storages: a tensor that is a view into a larger one (a parameter of
+  // the optimizer's flat buffer, say) is copied out, so the file holds its elements only.
+  auto cpu = [](const torch::Tensor& t) {
+    auto c = t.detach().to(torch::kCPU).contiguous();
+    const bool owns_storage = c.storage_offset() == 0 && c.storage().nbytes() == size_t(c.numel()) * c.element_size();
+    return owns_storage ? c : c.clone();
+  };
   const auto& a = ckpt.model_args;
 
   auto model = new_dict();

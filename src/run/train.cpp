@@ -1,6 +1,7 @@
 #include "run/train.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/record_function.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -142,18 +143,25 @@ void flush_log(std::ostream& out) { flush_checked(out, "the training log (stdout
 
 torch::Tensor OptimizerStep::operator()(int64_t iter, double lr, int64_t first_micro, int64_t micro_count,
                                        const std::function<Batch(int64_t micro)>& batch_for) {
+  // The scopes name the step's phases in LibTorch's profiler (bench/train_step --profile); they
+  // cost nothing while no profiler listens.
   torch::Tensor loss_sum;
   for (int64_t micro = first_micro; micro < first_micro + micro_count; ++micro) {
     model->set_dropout_step(cfg.seed, iter, micro);  // masks keyed by (seed, iter, micro): independent of W
     const Batch batch = batch_for(micro);
     torch::Tensor loss;
     {
+      RECORD_USER_SCOPE("dgpt::forward");
       AutocastScope autocast(precision);  // the forward pass only, as torch.autocast asks
       loss = model->forward(batch.x, batch.y).loss / double(cfg.gradient_accumulation_steps);
     }
-    (scaler.enabled() ? loss * scaler.scale() : loss).backward();
+    {
+      RECORD_USER_SCOPE("dgpt::backward");
+      (scaler.enabled() ? loss * scaler.scale() : loss).backward();
+    }
     loss_sum = loss_sum.defined() ? loss_sum + loss.detach() : loss.detach();
   }
+  RECORD_USER_SCOPE("dgpt::optimizer");
   model->sync_replicated_grads();
   if (data_parallel) {
     all_reduce_data_parallel_grads(optimizer.slots(), *data_parallel, model->group());
@@ -162,15 +170,16 @@ torch::Tensor OptimizerStep::operator()(int64_t iter, double lr, int64_t first_m
     data_parallel->all_reduce_sum_(loss_sum, comm_kind_name(CommKind::LossAverage));
     model->group().tally().record(CommKind::LossAverage, loss_sum.numel() * loss_sum.element_size(), seconds_since(t0));
   }
+  optimizer.pack_grads();  // one flat gradient buffer: the norm, the clip and the update in a few passes
   if (scaler.enabled()) {
     // The overflow check reads the global norm back: float16 steps synchronise the host, as
     // GradScaler's do. Every rank sees the same norm, so every rank skips the same steps.
     scaler.unscale(optimizer.slots());
-    const auto norm = cfg.grad_clip > 0 ? clip_grad_norm(optimizer.slots(), model->group(), cfg.grad_clip)
-                                        : global_grad_norm(optimizer.slots(), model->group());
+    const auto norm = cfg.grad_clip > 0 ? optimizer.clip_grad_norm(model->group(), cfg.grad_clip)
+                                        : optimizer.global_grad_norm(model->group());
     if (scaler.update(norm.item<double>())) optimizer.step(lr);
   } else {
-    if (cfg.grad_clip > 0) clip_grad_norm(optimizer.slots(), model->group(), cfg.grad_clip);
+    if (cfg.grad_clip > 0) optimizer.clip_grad_norm(model->group(), cfg.grad_clip);
     optimizer.step(lr);
   }
   optimizer.zero_grad();

@@ -1,0 +1,21 @@
+// Causal attention on the CPU for LibTorch without a fused kernel (1.13; 2.x has
+// scaled_dot_product_attention): softmax(q k^T / sqrt(D)) v, forward and backward, head by head.
+// The explicit form as ATen ops (matmul, scale, masked_fill, softmax, matmul) runs each of the
+// model's tiny per-head matmuls ([T, D] x [D, T]) through ATen's batched loop, one mm call with
+// its dispatch and views per head, and materialises q, k and v contiguously first; here each head's
+// products are one BLAS call on the strided q, k, v where they lie, the scale is folded into the
+// GEMM, the mask is written with the scores, and the softmax and its backward are ATen's own
+// kernels over all heads at once. Issue 15 measured it (README "Performance notes").
+#pragma once
+#include <torch/torch.h>
+
+namespace dgpt {
+
+// Whether cpu_causal_attention can take these: CPU, float32 or float64, [N, H, T, D] each with unit
+// stride in D, as many keys as queries, and the process's BLAS found (sgemm_/dgemm_).
+bool cpu_causal_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+// q, k, v: [N, H, T, D] -> [N, H, T, D], a view of a contiguous [N, T, H, D] tensor (so its
+// transpose(1, 2) is contiguous: heads side by side, as the output projection reads them).
+torch::Tensor cpu_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
+
+}  // namespace dgpt
