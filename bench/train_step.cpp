@@ -43,7 +43,7 @@ struct Options {
   std::vector<std::string> types{"dense", "tp", "spd", "parallel", "neox", "ladder"};
   std::vector<int64_t> tp{1, 2, 4, 8};
   int64_t n_head = 0;  // 0: the shapes' own
-  int64_t rounds = 3, iters = 20, burnin = 5;
+  int64_t rounds = 10, iters = 6, burnin = 3;
   std::string json, profile;
   int64_t profile_steps = 20;
 };
@@ -411,7 +411,7 @@ int run(int argc, char** argv) {
                    {"gemm_floor_ms", floor.ms}, {"gemm_gflop", floor.gflop}, {"dense_ms", dense_ms},
                    {"rows", nlohmann::json::array()}};
   for (auto& r : rows) j["rows"].push_back({{"type", r.type}, {"tp_size", r.tp}, {"median_ms", r.median()},
-                                            {"x_dense", r.median() / dense_ms}, {"steps", r.step_ms.size()}});
+                                            {"x_dense", r.median() / dense_ms}, {"step_ms", r.step_ms}});
   for (auto& type : types) {
     std::cout << "| " << type << " |";
     for (auto t : tps) {

@@ -1,10 +1,18 @@
 #include "blocks/sharded_layers.h"
 
 #include "base/torch_compat.h"
+#include "model/cpu_gemm.h"
 
 namespace dgpt {
 
 namespace {
+
+// u [L, M, in] @ per-shard weight [L, out, in]^T -> [L, M, out]: one Linear when L = 1, else one
+// batched matmul (model/cpu_gemm.h schedules both for the CPU).
+torch::Tensor per_shard_matmul(const torch::Tensor& u, const torch::Tensor& weight) {
+  if (weight.size(0) == 1) return dgpt::linear(u[0], weight[0]).unsqueeze(0);
+  return batched_matmul(u, weight.transpose(1, 2));
+}
 
 // u: [1 or L, B, T, in], weight: [L, out, in], bias: [L, out] or undefined -> [L, B, T, out].
 torch::Tensor shard_linear(const torch::Tensor& u, const torch::Tensor& weight,
@@ -14,10 +22,10 @@ torch::Tensor shard_linear(const torch::Tensor& u, const torch::Tensor& weight,
   torch::Tensor y;
   if (u.size(0) == 1) {
     // Replicated input (right after f): one GEMM against the rows of every local shard.
-    y = torch::matmul(u.reshape({B * T, in}), weight.reshape({L * out, in}).t());
+    y = dgpt::linear(u.reshape({B * T, in}), weight.reshape({L * out, in}));
     y = y.view({B * T, L, out}).permute({1, 0, 2});  // [B*T, L*out] -> [B*T, L, out] -> [L, B*T, out]
   } else {
-    y = torch::matmul(u.reshape({L, B * T, in}), weight.transpose(1, 2));
+    y = per_shard_matmul(u.reshape({L, B * T, in}), weight);
   }
   if (bias.defined()) y = y + bias.unsqueeze(1);
   return y.reshape({L, B, T, out});
@@ -26,8 +34,7 @@ torch::Tensor shard_linear(const torch::Tensor& u, const torch::Tensor& weight,
 // [L, B, T, in] @ per-shard [L, C, in]^T -> [L, B, T, C]: the row-parallel c_proj, no bias.
 torch::Tensor shard_projection(const torch::Tensor& h, const torch::Tensor& weight) {
   const int64_t L = h.size(0), B = h.size(1), T = h.size(2);
-  return torch::matmul(h.reshape({L, B * T, h.size(3)}), weight.transpose(1, 2))
-      .view({L, B, T, weight.size(1)});
+  return per_shard_matmul(h.reshape({L, B * T, h.size(3)}), weight).view({L, B, T, weight.size(1)});
 }
 
 // sum_i h_i @ W_i^T for h: [B*T, L*in] (shard i's columns at [i*in, (i+1)*in)) and W: [L, C, in]:
@@ -35,7 +42,7 @@ torch::Tensor shard_projection(const torch::Tensor& h, const torch::Tensor& weig
 torch::Tensor summed_projection(const torch::Tensor& h, const torch::Tensor& weight, int64_t B, int64_t T) {
   const int64_t L = weight.size(0), C = weight.size(1), in = weight.size(2);
   auto w = weight.permute({1, 0, 2}).reshape({C, L * in});  // [L, C, in] -> [C, L, in] -> [C, L*in]
-  return torch::matmul(h, w.t()).view({1, B, T, C});
+  return dgpt::linear(h, w).view({1, B, T, C});
 }
 
 torch::Tensor sharded_param(torch::nn::Module& owner, const std::string& name,
@@ -132,7 +139,7 @@ torch::Tensor ShardedMLPImpl::forward_summed(const torch::Tensor& u) {
   const int64_t C = u.size(3);
   torch::Tensor h;
   if (u.size(0) == 1) {  // replicated input: both GEMMs are the dense layer's, over the local columns
-    h = torch::matmul(u.reshape({B * T, C}), c_fc_weight.reshape({L * F, C}).t());
+    h = dgpt::linear(u.reshape({B * T, C}), c_fc_weight.reshape({L * F, C}));
     if (c_fc_bias.defined()) h = h + c_fc_bias.reshape({L * F});
     h = compat::gelu(h, tanh_gelu_);
   } else {

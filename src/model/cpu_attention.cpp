@@ -1,8 +1,9 @@
 #include "model/cpu_attention.h"
 
+#include "model/cpu_gemm.h"
+
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
-#include <dlfcn.h>
 
 #include <cmath>
 #include <limits>
@@ -11,38 +12,11 @@ namespace dgpt {
 
 namespace {
 
-// Fortran BLAS, as LibTorch itself calls it: the process already has it loaded (libtorch_cpu
-// links libblas.so.3, OpenBLAS here), so it is looked up rather than linked.
-using sgemm_t = void (*)(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
-                         const int*, const float*, const int*, const float*, float*, const int*);
-using dgemm_t = void (*)(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
-                         const int*, const double*, const int*, const double*, double*, const int*);
-
-struct Blas {
-  sgemm_t sgemm = nullptr;
-  dgemm_t dgemm = nullptr;
-  static const Blas& get() {
-    static const Blas blas = [] {
-      Blas b;
-      b.sgemm = reinterpret_cast<sgemm_t>(dlsym(RTLD_DEFAULT, "sgemm_"));
-      b.dgemm = reinterpret_cast<dgemm_t>(dlsym(RTLD_DEFAULT, "dgemm_"));
-      return b;
-    }();
-    return blas;
-  }
-};
-
-// Row-major C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, each matrix with its row
-// stride; op(A) = A^T when ta (A then lies as [k, m]). Column-major BLAS sees row-major X as X^T,
-// so this is C^T = op(B)^T op(A)^T.
+// Row-major gemm through the process's BLAS (model/cpu_gemm.h).
 template <typename T>
 void gemm(bool ta, bool tb, int m, int n, int k, T alpha, const T* a, int lda, const T* b, int ldb, T beta, T* c,
           int ldc) {
-  const char opb = tb ? 'T' : 'N', opa = ta ? 'T' : 'N';
-  if constexpr (std::is_same_v<T, float>)
-    Blas::get().sgemm(&opb, &opa, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
-  else
-    Blas::get().dgemm(&opb, &opa, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+  blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 // One head of a [N, H, T, D] tensor (unit stride in D): its first element and its row stride.
@@ -141,8 +115,7 @@ struct CpuCausalAttention : torch::autograd::Function<CpuCausalAttention> {
 }  // namespace
 
 bool cpu_causal_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  const auto& blas = Blas::get();
-  if (blas.sgemm == nullptr || blas.dgemm == nullptr) return false;
+  if (!cpu_blas_available()) return false;
   for (const auto* t : {&q, &k, &v})
     if (!t->device().is_cpu() || t->scalar_type() != q.scalar_type() || t->dim() != 4 || t->sizes() != q.sizes() ||
         t->stride(3) != 1 || t->stride(2) > std::numeric_limits<int>::max())

@@ -1,21 +1,24 @@
 #include "model/dense_block.h"
 
 #include "base/torch_compat.h"
+#include "model/cpu_gemm.h"
 
 namespace dgpt {
 
 namespace {
 
 // nanoGPT's Block, with nn::Linear weights in their dense [out, in] form. Written independently of
-// blocks/ on purpose (its own layer norm and dropout calls, nn::Linear instead of sharded
+// blocks/ on purpose (its own layer norm and dropout calls, dense Linears instead of sharded
 // matmuls): the tests check every sharded block against it, so it must share none of their code.
+// (Its Linears are computed by model/cpu_gemm.h's linear, torch::linear's values with a backward
+// scheduled for few cores, which tests/test_ops.cpp checks against torch::linear itself.)
 // (Only the dropout masks are common: they are a documented rule, model/dropout.h, which the
 // training reference in tests/ implements again in Python.)
 class DenseBlock : public BlockImpl {
  public:
   DenseBlock(const ModelArgs& a, const DropoutPlace& dropout) : args_(a), dropout_(dropout) {
     const int64_t C = a.n_embd;
-    auto linear = [&](const char* name, int64_t in, int64_t out) {
+    auto make_linear = [&](const char* name, int64_t in, int64_t out) {
       return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(a.bias)));
     };
     ln_1_w_ = register_parameter("ln_1_weight", torch::ones({C}));
@@ -24,16 +27,16 @@ class DenseBlock : public BlockImpl {
       ln_1_b_ = register_parameter("ln_1_bias", torch::zeros({C}));
       ln_2_b_ = register_parameter("ln_2_bias", torch::zeros({C}));
     }
-    c_attn_ = linear("c_attn", C, 3 * C);
-    attn_proj_ = linear("attn_c_proj", C, C);
-    c_fc_ = linear("c_fc", C, 4 * C);
-    mlp_proj_ = linear("mlp_c_proj", 4 * C, C);
+    c_attn_ = make_linear("c_attn", C, 3 * C);
+    attn_proj_ = make_linear("attn_c_proj", C, C);
+    c_fc_ = make_linear("c_fc", C, 4 * C);
+    mlp_proj_ = make_linear("mlp_c_proj", 4 * C, C);
   }
 
   void forward(ResidualStream& stream, LayerKVCache* cache) override {
     const auto& x = stream.replicated();
     const int64_t B = x.size(0), T = x.size(1), C = x.size(2), H = args_.n_head;
-    auto qkv = c_attn_(layer_norm(x, ln_1_w_, ln_1_b_)).split(C, 2);
+    auto qkv = dgpt::linear(layer_norm(x, ln_1_w_, ln_1_b_), c_attn_->weight, c_attn_->bias).split(C, 2);
     auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, C / H}).transpose(1, 2); };
     torch::Tensor y;
     if (cache) {  // the keys and values of every position so far: [B, H, P+T, C/H]
@@ -45,8 +48,9 @@ class DenseBlock : public BlockImpl {
       y = compat::causal_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), 0.0, false);
     }
     y = y.transpose(1, 2).contiguous().view({B, T, C});
-    auto h = x + dropout_.replicated(attn_proj_(y), DropoutSite::AttentionOutput, is_training());
-    auto m = mlp_proj_(compat::gelu(c_fc_(layer_norm(h, ln_2_w_, ln_2_b_)), args_.tanh_gelu()));
+    auto h = x + dropout_.replicated(dgpt::linear(y, attn_proj_->weight, attn_proj_->bias), DropoutSite::AttentionOutput, is_training());
+    auto u = compat::gelu(dgpt::linear(layer_norm(h, ln_2_w_, ln_2_b_), c_fc_->weight, c_fc_->bias), args_.tanh_gelu());
+    auto m = dgpt::linear(u, mlp_proj_->weight, mlp_proj_->bias);
     stream.set_replicated(h + dropout_.replicated(m, DropoutSite::MlpOutput, is_training()));
   }
 

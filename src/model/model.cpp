@@ -6,6 +6,7 @@
 
 #include "blocks/block.h"
 #include "model/dense_block.h"
+#include "model/cpu_gemm.h"
 #include "model/dropout.h"
 #include "model/vocab_parallel.h"
 #include "base/errors.h"
@@ -124,7 +125,7 @@ ModelOutput GPTImpl::head(const torch::Tensor& stream_out, const torch::Tensor& 
     else
       out.logits = gather_vocab_logits(vocab_parallel_logits(x.narrow(1, T - 1, 1), wte_, *group_), v, *group_);
   } else if (targets.defined()) {
-    out.logits = torch::matmul(x, wte_.t());
+    out.logits = dgpt::linear(x, wte_);  // the tied lm_head
     out.loss = torch::nll_loss(torch::log_softmax(out.logits.view({-1, out.logits.size(-1)}), -1),
                                targets.reshape(-1), {}, at::Reduction::Mean, /*ignore_index=*/-1);
   } else {
