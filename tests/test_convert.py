@@ -151,7 +151,11 @@ def suite_convert():
         ref = spec_loss(ck, types, tp)
         worst = max(worst, rel(loss, ref))
         check(rel(loss, ref) <= 1e-5, f"{what}: {loss} vs SpecGPT {ref} ({rel(loss, ref):.1e} relative)")
-        check(abs(loss - base) > 1e-3, f"{what}: the loss {loss} is the unconverted {base}: not another function?")
+        # another function: dgpt's loss is the converted reference's, far nearer it than the unconverted loss (how
+        # far the two references lie apart depends on the trained weights, so no fixed gap is asked for)
+        check(rel(loss, base) > 1e-6 and rel(loss, base) > 100 * rel(loss, ref),
+              f"{what}: the loss {loss} is not told apart from the unconverted {base} (SpecGPT {ref}): "
+              f"not another function?")
         check_conversion_notice(lines, what, ALL_TP, types, dropped=[l for l, t in enumerate(types) if t == "parallel"])
     print(f"zero-shot eval = SpecGPT within {worst:.1e} relative (8 patterns); unconverted {base:.6f}", flush=True)
 

@@ -361,15 +361,29 @@ def suite_resume():
         got = dgpt_losses.get(STEPS, float("nan"))
         check(abs(got - loss.item()) <= 1e-5 * abs(loss.item()),
               f"{tag}: dgpt's loss at iter {STEPS} {got} vs the Python model's {loss.item()}")
-        worst_w = worst_m = 0.0
+        worst_w = worst_m = worst_key_bias = 0.0
+        worst_name = None
         for name, p_ in params.items():
-            worst_w = max(worst_w, rel_diff(mine["model"][name], p_.detach()))
+            got_w, want_w = mine["model"][name], p_.detach()
+            if name.endswith(".attn.c_attn.bias"):
+                # The key bias's gradient is zero in exact arithmetic (softmax is shift-invariant along a row), so
+                # its AdamW update is driven by rounding noise and any two correct programs differ there by up to
+                # about lr: the key third is held to that bound, the query and value thirds to the others'.
+                c = got_w.numel() // 3
+                worst_key_bias = max(worst_key_bias, (got_w[c:2 * c].double() - want_w[c:2 * c].double()).abs().max().item())
+                got_w = torch.cat([got_w[:c], got_w[2 * c:]])
+                want_w = torch.cat([want_w[:c], want_w[2 * c:]])
+            d = rel_diff(got_w, want_w)
+            if d > worst_w:
+                worst_w, worst_name = d, name
             for key in ("exp_avg", "exp_avg_sq"):
                 worst_m = max(worst_m, rel_diff(mine["optimizer"]["state"][name][key], optimizer.state[p_][key]))
             check(mine["optimizer"]["state"][name]["step"] == STEPS + 1, f"{tag}: step of {name} after one step")
         print(f"{tag}: one resumed step: loss {got:.8f} vs {loss.item():.8f}; weights within {worst_w:.2e}, "
-              f"moments within {worst_m:.2e} (relative to each tensor's largest entry)")
-        check(worst_w < 1e-5, f"{tag}: weights after one resumed step differ by {worst_w:.2e}")
+              f"moments within {worst_m:.2e} (relative to each tensor's largest entry; the weights' worst: {worst_name}); "
+              f"key biases (zero gradient, rounding-driven) within {worst_key_bias:.1e}")
+        check(worst_w < 1e-6, f"{tag}: weights after one resumed step differ by {worst_w:.2e}")
+        check(worst_key_bias <= LR, f"{tag}: the key biases after one resumed step differ by {worst_key_bias:.2e} > lr")
         check(worst_m < 1e-4, f"{tag}: moments after one resumed step differ by {worst_m:.2e}")
 
     # param_groups that are not nanoGPT's two (one group for everything): the optimizer restarts, said so
