@@ -93,7 +93,7 @@ def nanogpt_step_times(model, optimizer, iters, gen):
     for _ in range(iters):
         t0 = time.perf_counter()
         xy = torch.randint(VOCAB, (BATCH, BLOCK + 1), generator=gen)
-        loss = model(xy[:, :-1], xy[:, 1:])
+        loss = model(xy[:, :-1].contiguous(), xy[:, 1:].contiguous())  # as nanoGPT's get_batch stacks them
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

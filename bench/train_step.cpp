@@ -6,7 +6,7 @@
 //
 //   train_step [--shapes=small|gpt2] [--types=dense,tp,spd,parallel,neox,ladder] [--tp=1,2,4,8]
 //              [--n_head=H] [--rounds=R] [--iters=I] [--burnin=B] [--json=FILE]
-//              [--profile=TYPE:TP] [--profile_steps=S]
+//              [--profile=TYPE:TP] [--profile_steps=S] [--alloc_cache=0|1]
 //
 // small: issue 15's config (4 layers, 128 wide, block 64, batch 12, vocab 65, float32; 8 heads so
 // that tp_size 8 divides them; --n_head=4 for nanoGPT's shakespeare_char CPU run).
@@ -27,6 +27,7 @@
 #include "base/torch_compat.h"
 #include "blocks/block.h"
 #include "config/config.h"
+#include "model/cpu_allocator.h"
 #include "model/model.h"
 #include "model/optim.h"
 #include "model/precision.h"
@@ -46,6 +47,7 @@ struct Options {
   int64_t rounds = 10, iters = 6, burnin = 3;
   std::string json, profile;
   int64_t profile_steps = 20;
+  bool alloc_cache = true;  // model/cpu_allocator.h, as dgpt runs; 0: LibTorch's own CPU allocator
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -84,6 +86,7 @@ Options parse(int argc, char** argv) {
     else if (key == "--json") o.json = v;
     else if (key == "--profile") o.profile = v;
     else if (key == "--profile_steps") o.profile_steps = to_int(key, v);
+    else if (key == "--alloc_cache" && (v == "0" || v == "1")) o.alloc_cache = v == "1";
     else throw UserError("unknown or malformed argument '" + a + "' (see the comment atop bench/train_step.cpp)");
   }
   if (o.rounds < 1 || o.iters < 1) throw UserError("--rounds and --iters must be at least 1");
@@ -350,12 +353,13 @@ void profile(const TrainConfig& base, const Options& o, const Precision& precisi
 int run(int argc, char** argv) {
   const Options o = parse(argc, argv);
   const int64_t threads = set_compute_threads();
+  if (o.alloc_cache) install_caching_cpu_allocator();
   const TrainConfig base = base_config(o);
   std::ostringstream quiet;
   const Precision precision = resolve_precision(base.dtype, torch::kCPU, quiet);
-  std::cout << fmt::format("shapes {}: {} layers, n_embd {}, n_head {}, block {}, batch {}, vocab {}, float32, {} threads\n",
-                           o.shapes, base.n_layer, base.n_embd, base.n_head, base.block_size, base.batch_size,
-                           vocab_of(o), threads);
+  std::cout << fmt::format("shapes {}: {} layers, n_embd {}, n_head {}, block {}, batch {}, vocab {}, float32, {} threads, "
+                           "{}\n", o.shapes, base.n_layer, base.n_embd, base.n_head, base.block_size, base.batch_size,
+                           vocab_of(o), threads, o.alloc_cache ? "dgpt's caching CPU allocator" : "LibTorch's CPU allocator");
   if (!o.profile.empty()) {
     profile(base, o, precision, std::cout);
     return 0;

@@ -2,7 +2,7 @@
 // linear and batched_matmul against torch::linear and torch::matmul, model/cpu_attention's causal
 // attention against the explicit softmax((q k^T)/sqrt(d), masked) v written here with ATen ops,
 // the flat AdamW against torch::optim::AdamW with torch's clip_grad_norm_, and checkpoints of
-// tensors that are views into the optimizer's flat buffers.
+// tensors that are views into the optimizer's flat buffers; model/cpu_allocator's block cache.
 #include <catch2/catch.hpp>
 
 #include <ATen/Parallel.h>
@@ -12,11 +12,16 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <thread>
+#include <vector>
 
 #include "test_util.h"
 #include "files/checkpoint.h"
 #include "files/torch_pickle.h"
+#include "model/cpu_allocator.h"
+#include <c10/core/CPUAllocator.h>
 #include "model/cpu_attention.h"
 #include "model/cpu_gemm.h"
 #include "model/optim.h"
@@ -258,4 +263,62 @@ TEST_CASE("a checkpoint holds only the elements of tensors that are views into l
   CHECK(b.storage().nbytes() == 4 * sizeof(float));
   std::remove(path.c_str());
   ::rmdir(dir);
+}
+
+TEST_CASE("the caching CPU allocator hands a freed large block out again, aligned, and zeros what it must",
+          "[fast][allocator]") {
+  install_caching_cpu_allocator();
+  install_caching_cpu_allocator();  // once per process, whoever calls
+  const int64_t n = int64_t(kMinCachedBytes) / 4 * 3 + 5;  // floats: a large block, not a whole page
+  void* first = nullptr;
+  {
+    auto t = torch::full({n}, 7.0f);
+    first = t.data_ptr();
+    CHECK(reinterpret_cast<uintptr_t>(first) % 64 == 0);
+  }
+  const auto before = cpu_allocator_stats();
+  CHECK(before.cached_bytes >= int64_t(n) * 4);
+  auto z = torch::zeros({n});  // the same size again: the cached block, written over with zeros
+  CHECK(z.data_ptr() == first);
+  const auto after = cpu_allocator_stats();
+  CHECK(after.hits == before.hits + 1);
+  CHECK(after.cached_bytes == before.cached_bytes - (int64_t(n) * 4 + 4095) / 4096 * 4096);
+  CHECK(z.abs().max().item<float>() == 0.0f);
+  auto y = torch::ones({n}) * 3;  // a second live block of that size: another allocation
+  CHECK(y.data_ptr() != z.data_ptr());
+  CHECK(y.sum().item<double>() == Approx(3.0 * double(n)).epsilon(1e-6));
+
+  // small blocks are LibTorch's own, freed through the same deleter
+  auto small = torch::arange(100, torch::kFloat);
+  CHECK(reinterpret_cast<uintptr_t>(small.data_ptr()) % 64 == 0);
+  CHECK(small.sum().item<double>() == 4950.0);
+
+  // raw_allocate / raw_deallocate, as some LibTorch code calls them, for both kinds of block
+  auto* alloc = c10::GetCPUAllocator();
+  for (size_t bytes : {size_t(64), kMinCachedBytes * 2}) {
+    void* p = alloc->raw_allocate(bytes);
+    REQUIRE(p != nullptr);
+    std::memset(p, 1, bytes);
+    alloc->raw_deallocate(p);
+  }
+}
+
+TEST_CASE("the caching CPU allocator under allocations and frees from several threads", "[fast][allocator]") {
+  install_caching_cpu_allocator();
+  std::vector<std::thread> threads;
+  std::vector<int> failures(4, 0);
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([w, &failures] {
+      for (int i = 0; i < 200; ++i) {
+        const int64_t n = int64_t(kMinCachedBytes) / 4 * (1 + (i + w) % 3);  // three sizes, shared by all
+        auto t = torch::full({n}, float(w + 1));
+        auto u = torch::full({n / 2 + 17}, float(i));
+        if (t.sum().item<double>() != double(w + 1) * double(n) || u[0].item<float>() != float(i)) ++failures[w];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int w = 0; w < 4; ++w) CHECK(failures[w] == 0);
+  const auto s = cpu_allocator_stats();
+  CHECK(s.hits > s.misses);  // the sizes recur: most allocations come from the cache
 }

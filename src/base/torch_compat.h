@@ -14,6 +14,13 @@
 #define DGPT_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
+// c10::Allocator::allocate is const through LibTorch 2.2 and not from 2.3 on (model/cpu_allocator.cpp).
+#if DGPT_TORCH_AT_LEAST(2, 3)
+#define DGPT_ALLOCATOR_ALLOCATE_CONST
+#else
+#define DGPT_ALLOCATOR_ALLOCATE_CONST const
+#endif
+
 namespace dgpt::compat {
 
 #if TORCH_VERSION_MAJOR < 2

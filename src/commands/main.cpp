@@ -19,6 +19,7 @@
 #include "files/prepare.h"
 #include "files/prepare_gpt2.h"
 #include "run/sensitivity.h"
+#include "model/cpu_allocator.h"
 #include "run/run_settings.h"
 #include "run/train.h"
 
@@ -82,6 +83,7 @@ std::string parse_error_line(const CLI::ParseError& e, const CLI::App& app) {
 
 int run(int argc, char** argv) {
   set_compute_threads();  // before any kernel runs
+  install_caching_cpu_allocator();
   CLI::App app{"dgpt: tensor-parallel communication strategies for GPT training, simulated or real"};
   app.require_subcommand(1);
 
