@@ -83,7 +83,7 @@ std::string parse_error_line(const CLI::ParseError& e, const CLI::App& app) {
 
 int run(int argc, char** argv) {
   set_compute_threads();  // before any kernel runs
-  install_caching_cpu_allocator();
+  install_caching_cpu_allocator(local_ranks());
   CLI::App app{"dgpt: tensor-parallel communication strategies for GPT training, simulated or real"};
   app.require_subcommand(1);
 

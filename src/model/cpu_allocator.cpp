@@ -21,10 +21,12 @@ constexpr size_t kAlignment = 64;      // as c10's default CPU allocator (AVX-51
 constexpr size_t kGranule = 4096;      // sizes are rounded up to whole pages
 constexpr int64_t kMaxCachedCap = int64_t(16) << 30;
 
+int64_t processes_sharing_memory = 1;  // set once, before the cache is first used
+
 int64_t cache_cap() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   const int64_t quarter = pages > 0 && page > 0 ? int64_t(pages) * page / 4 : int64_t(1) << 30;
-  return std::min(quarter, kMaxCachedCap);
+  return std::min(quarter / std::max<int64_t>(1, processes_sharing_memory), kMaxCachedCap);
 }
 
 // The free large blocks, by size, oldest free first; and the size of every live large block
@@ -163,9 +165,10 @@ class CachingCpuAllocator final : public c10::Allocator {
 
 }  // namespace
 
-void install_caching_cpu_allocator() {
+void install_caching_cpu_allocator(int64_t processes) {
   static std::once_flag once;
-  std::call_once(once, [] {
+  std::call_once(once, [processes] {
+    processes_sharing_memory = processes;
     c10::Allocator* fallback = c10::GetDefaultCPUAllocator();
     small_block_deleter = fallback->raw_deleter();
     TORCH_CHECK(small_block_deleter, "LibTorch's default CPU allocator has no raw deleter");

@@ -5,8 +5,9 @@
 // the step's CPU time was the kernel's (README "Performance notes"). Blocks of at least
 // kMinCachedBytes are kept on free, by size (rounded up to 4 KiB), and handed out again; smaller
 // ones go to LibTorch's default allocator. The free blocks held are bounded (a quarter of the
-// machine's memory, at most 16 GiB): past that the least recently freed are released first, so
-// sizes that never recur (a growing KV cache) cannot pin memory.
+// machine's memory shared by the processes on it, at most 16 GiB each): past that the least
+// recently freed are released first, so sizes that never recur (a growing KV cache) cannot pin
+// memory.
 #pragma once
 
 #include <cstddef>
@@ -15,8 +16,10 @@
 namespace dgpt {
 
 // Makes the caching allocator LibTorch's CPU allocator, once per process; tensors allocated before
-// keep their own deleter. Call before the first kernel runs (dgpt's main, the benchmarks).
-void install_caching_cpu_allocator();
+// keep their own deleter. Call before the first kernel runs (dgpt's main, the benchmarks);
+// `processes` is how many dgpt processes share this machine's memory (run/run_settings.h
+// local_ranks()).
+void install_caching_cpu_allocator(int64_t processes = 1);
 
 struct CpuAllocatorStats {
   int64_t cached_bytes = 0;  // free blocks held

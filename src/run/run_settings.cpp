@@ -10,6 +10,14 @@
 
 namespace dgpt {
 
+int64_t local_ranks() {
+  for (const char* var : {"LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"}) {  // Slurm's may read "4(x2)"
+    const char* v = std::getenv(var);
+    if (v != nullptr && std::atoll(v) > 0) return std::atoll(v);
+  }
+  return 1;
+}
+
 int64_t set_compute_threads() {
   const char* omp = std::getenv("OMP_NUM_THREADS");
   if (omp != nullptr && *omp != '\0') return at::get_num_threads();  // OpenMP and torch already read it
@@ -17,15 +25,7 @@ int64_t set_compute_threads() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = CPU_COUNT(&set);
   if (cpus <= 0) cpus = int64_t(std::thread::hardware_concurrency());
-  int64_t local_ranks = 1;
-  for (const char* var : {"LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"}) {  // Slurm's may read "4(x2)"
-    const char* v = std::getenv(var);
-    if (v != nullptr && std::atoll(v) > 0) {
-      local_ranks = std::atoll(v);
-      break;
-    }
-  }
-  const int64_t threads = std::max<int64_t>(1, cpus / local_ranks);
+  const int64_t threads = std::max<int64_t>(1, cpus / local_ranks());
   at::set_num_threads(int(threads));
   return threads;
 }

@@ -23,6 +23,8 @@ torch::Device resolve_device(const std::string& device, bool explicitly_set, std
 // SLURM_NTASKS_PER_NODE, else 1). LibTorch's own default is the physical cores, 1 on a 2-vCPU VM
 // whose step then takes 1.5x as long (README "Performance notes"). Sets them; returns the count.
 int64_t set_compute_threads();
+// The ranks a launcher started on this machine: LOCAL_WORLD_SIZE, else SLURM_NTASKS_PER_NODE, else 1.
+int64_t local_ranks();
 // The model a config describes, with the dataset's vocabulary size.
 ModelArgs model_args_from(const TrainConfig& cfg, int64_t vocab_size);
 
