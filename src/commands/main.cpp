@@ -18,8 +18,8 @@
 #include "run/launch.h"
 #include "files/prepare.h"
 #include "files/prepare_gpt2.h"
-#include "run/sensitivity.h"
 #include "model/cpu_allocator.h"
+#include "run/sensitivity.h"
 #include "run/run_settings.h"
 #include "run/train.h"
 

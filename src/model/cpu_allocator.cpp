@@ -132,7 +132,8 @@ class BlockCache {
 
 c10::DeleterFnPtr small_block_deleter = nullptr;  // the default allocator's
 
-// One deleter for both kinds of block (context = data for both), so raw_allocate works.
+// raw_deallocate's deleter, for both kinds of block (context = data for both); the tensors of large
+// blocks free through it too.
 void free_block(void* p) {
   if (p && !BlockCache::get().give_back(p)) small_block_deleter(p);
 }
@@ -142,12 +143,7 @@ class CachingCpuAllocator final : public c10::Allocator {
   explicit CachingCpuAllocator(c10::Allocator* fallback) : fallback_(fallback) {}
 
   c10::DataPtr allocate(size_t n) DGPT_ALLOCATOR_ALLOCATE_CONST override {
-    if (n < kMinCachedBytes) {
-      // the default allocator's block, with the common deleter (context = data there too)
-      auto d = fallback_->allocate(n);
-      void* p = d.release_context();
-      return {p, p, &free_block, c10::Device(c10::DeviceType::CPU)};
-    }
+    if (n < kMinCachedBytes) return fallback_->allocate(n);  // its own deleter: no lock on a small free
     const size_t size = (n + kGranule - 1) / kGranule * kGranule;
     void* p = BlockCache::get().take(size);
     TORCH_CHECK(p, "DefaultCPUAllocator: not enough memory: you tried to allocate ", n, " bytes.");
