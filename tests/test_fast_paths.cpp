@@ -9,11 +9,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -22,6 +25,7 @@
 #include "files/torch_pickle.h"
 #include "model/cpu_allocator.h"
 #include <c10/core/CPUAllocator.h>
+#include "model/attention_kernels.h"
 #include "model/cpu_attention.h"
 #include "model/cpu_gemm.h"
 #include "model/optim.h"
@@ -113,11 +117,13 @@ TEST_CASE("cpu_gemm batched_matmul equals torch::matmul for strided, transposed 
 
 TEST_CASE("cpu_attention: causal attention on strided q, k, v equals the explicit ATen formula", "[fast][attention]") {
   // Tolerance: float64 1e-12, float32 1e-5 relative to the largest entry. q, k, v are the head
-  // views of one [B, T, 3C] tensor, as the dense block hands them over.
-  const int64_t B = 2, T = 7, H = 3, D = 4, C = H * D;
+  // views of one [B, T, 3C] tensor, as the dense block hands them over. T = 150 spans three of the
+  // kernel's row blocks (64 queries each; the last one partial), T = 7 less than one.
+  for (auto [B, T, H, D] : {std::array<int64_t, 4>{2, 7, 3, 4}, {1, 150, 2, 8}}) {
+  const int64_t C = H * D;
   for (auto dtype : {torch::kDouble, torch::kFloat}) {
     for (int threads : {1, 2}) {
-      CAPTURE(dtype, threads);
+      CAPTURE(T, dtype, threads);
       Threads scope(threads);
       const double tol = dtype == torch::kDouble ? 1e-12 : 1e-5;
       torch::manual_seed(3);
@@ -138,6 +144,54 @@ TEST_CASE("cpu_attention: causal attention on strided q, k, v equals the explici
       CHECK(max_rel(g1[0], g2[0]) < tol);
       // A non-unit stride in D is not taken (the explicit path serves it).
       CHECK_FALSE(cpu_causal_attention_applies(q.transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3)));
+    }
+  }
+  }
+}
+
+TEST_CASE("attention_kernels: the float softmax row against exp in double", "[fast][attention]") {
+  // The float rows' exp is a polynomial (model/attention_kernels.cpp): each probability within
+  // 4 float ulps (2^-23 relative) of the softmax computed in double from the same inputs, for
+  // every row length 1..40 (full vectors and every tail), spreads from tiny to 100 (most entries
+  // then underflow against the row's maximum), and the backward row likewise.
+  std::mt19937 gen(7);
+  for (double spread : {1e-3, 1.0, 10.0, 100.0}) {
+    std::normal_distribution<double> dist(0.0, spread);
+    for (int n = 1; n <= 40; ++n) {
+      CAPTURE(spread, n);
+      std::vector<float> x(static_cast<size_t>(n)), dp(static_cast<size_t>(n));
+      std::vector<double> ref(static_cast<size_t>(n)), tol(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) x[size_t(i)] = float(dist(gen)), dp[size_t(i)] = float(dist(gen));
+      const double m = *std::max_element(x.begin(), x.end());
+      double sum = 0;
+      for (int i = 0; i < n; ++i) {
+        sum += (ref[size_t(i)] = std::exp(double(x[size_t(i)]) - m));
+        // 4 ulps, plus what rounding x - m to float costs any float softmax: |x - m| 2^-24
+        tol[size_t(i)] = 4 * 0x1p-23 + std::abs(double(x[size_t(i)]) - m) * 0x1p-24;
+      }
+      for (auto& r : ref) r /= sum;
+      attention_kernels::softmax_row(x.data(), n);
+      for (int i = 0; i < n; ++i) {
+        if (ref[size_t(i)] < 1e-30)  // compared absolutely: e^-87 stands in for what underflows
+          CHECK(x[size_t(i)] < 1e-30f);
+        else
+          CHECK(std::abs(double(x[size_t(i)]) - ref[size_t(i)]) / ref[size_t(i)] < tol[size_t(i)]);
+      }
+      // backward: dx = p (dp - sum p dp), from the kernel's own p, in double; each entry within
+      // 8 ulps of the magnitudes it is computed from, p (|dp| + sum p |dp|) (the difference
+      // cancels where p is one-hot, in any float implementation)
+      double dot = 0, abs_dot = 0;
+      for (int i = 0; i < n; ++i) {
+        dot += double(x[size_t(i)]) * double(dp[size_t(i)]);
+        abs_dot += double(x[size_t(i)]) * std::abs(double(dp[size_t(i)]));
+      }
+      std::vector<double> dref(static_cast<size_t>(n)), bound(static_cast<size_t>(n));
+      for (int i = 0; i < n; ++i) {
+        dref[size_t(i)] = double(x[size_t(i)]) * (double(dp[size_t(i)]) - dot);
+        bound[size_t(i)] = 8 * 0x1p-23 * double(x[size_t(i)]) * (std::abs(double(dp[size_t(i)])) + abs_dot) + 1e-37;
+      }
+      attention_kernels::softmax_backward_row(x.data(), dp.data(), n);
+      for (int i = 0; i < n; ++i) CHECK(std::abs(double(dp[size_t(i)]) - dref[size_t(i)]) <= bound[size_t(i)]);
     }
   }
 }

@@ -2,10 +2,10 @@
 // scaled_dot_product_attention): softmax(q k^T / sqrt(D)) v, forward and backward, head by head.
 // The explicit form as ATen ops (matmul, scale, masked_fill, softmax, matmul) runs each of the
 // model's tiny per-head matmuls ([T, D] x [D, T]) through ATen's batched loop, one mm call with
-// its dispatch and views per head, and materialises q, k and v contiguously first; here each head's
-// products are one BLAS call on the strided q, k, v where they lie, the scale is folded into the
-// GEMM, the mask is written with the scores, and the softmax and its backward are ATen's own
-// kernels over all heads at once. Issue 15 measured it (README "Performance notes").
+// its dispatch and views per head, and materialises q, k and v contiguously first; here each head
+// is one job (model/attention_kernels.h) on the strided q, k, v where they lie: BLAS products with
+// the scale folded in, only the keys a block of queries can see, the softmax and its backward row
+// by row while the head is in cache. Issue 15 measured it (README "Performance notes").
 #pragma once
 #include <torch/torch.h>
 

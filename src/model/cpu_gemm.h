@@ -7,16 +7,10 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "model/cpu_blas.h"
+
 namespace dgpt {
 
-// Whether the process's Fortran BLAS (sgemm_/dgemm_, which LibTorch's CPU library links) was found.
-bool cpu_blas_available();
-// Row-major C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, each with its row stride;
-// op(A) = A^T when ta (A then lies as [k, m]). Single-threaded inside a parallel region.
-void blas_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
-               float beta, float* c, int ldc);
-void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b,
-               int ldb, double beta, double* c, int ldc);
 
 // a [L, M, K] @ b [L, K, N] -> [L, M, N], with autograd (torch::matmul's values). On the CPU in
 // float32/float64 with L >= the intra-op threads, one thread per product (forward and both
