@@ -9,6 +9,7 @@
 #endif
 #if TORCH_VERSION_MAJOR < 2
 #include "model/cpu_attention.h"
+#include "model/cpu_gelu.h"
 #endif
 
 #define DGPT_TORCH_AT_LEAST(major, minor) \
@@ -95,7 +96,9 @@ struct GeluWithContiguousGrad : torch::autograd::Function<GeluWithContiguousGrad
 #endif
 
 // The MLP's GELU: exact (erf, nanoGPT's nn.GELU) or, with `tanh`, the tanh approximation (GPT-2's gelu_new).
+// float32 on the CPU, exact: one vectorized pass (model/cpu_gelu.h); otherwise ATen's.
 inline torch::Tensor gelu(const torch::Tensor& x, bool tanh = false) {
+  if (cpu_gelu_applies(x, tanh)) return cpu_gelu(x);
 #if TORCH_VERSION_MAJOR < 2
   return GeluWithContiguousGrad::apply(x, tanh);
 #else

@@ -1,64 +1,16 @@
 #include "model/attention_kernels.h"
 
 #include "model/cpu_blas.h"
+#include "model/simd_math.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 namespace dgpt::attention_kernels {
 
 namespace {
 
-// --- float rows, eight lanes at a time (GCC vector extensions: SSE2 pairs by default, one AVX
-// register in the x86-64-v3/v4 clones) -----------------------------------------------------------
-using vf = float __attribute__((vector_size(32)));
-using vi = int32_t __attribute__((vector_size(32)));
-constexpr int kLanes = 8;
-
-inline vf load(const float* x) {
-  vf a;
-  std::memcpy(&a, x, sizeof a);
-  return a;
-}
-inline void store(float* x, vf a) { std::memcpy(x, &a, sizeof a); }
-inline vf splat(float s) { return vf{} + s; }
-
-// exp(x) for x <= 0 (a softmax's x - max): Cephes' expf, x = n ln2 + r with |r| <= ln2 / 2, a
-// degree-6 polynomial for e^r and 2^n from the exponent bits; within 1.4 ulp of exp (the tests
-// check 2 ulp). Below -87 (where e^x < 1.7e-38, nothing beside the row's maximum, which is 1) it
-// returns e^-87 rather than a denormal.
-__attribute__((always_inline)) inline vf exp_nonpositive(vf x) {
-  x = x < splat(-87.0f) ? splat(-87.0f) : x;
-  const vf shifter = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer in the low bits
-  const vf t = x * 1.44269504088896341f + shifter;
-  const vf n = t - shifter;
-  const vi two_n = ((vi)t - 0x4B400000 + 127) << 23;  // the exponent field of 2^n
-  const vf r = (x - n * 0.693359375f) - n * -2.12194440e-4f;  // ln2 in two parts: exact first product
-  vf p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  return p * (vf)two_n;
-}
-
-// The last n % 8 entries as one padded vector (pad: `fill`), and back.
-inline vf load_tail(const float* x, int rem, float fill) {
-  float tmp[kLanes];
-  for (int j = 0; j < kLanes; ++j) tmp[j] = j < rem ? x[j] : fill;
-  return load(tmp);
-}
-inline void store_tail(float* x, vf a, int rem) {
-  for (int j = 0; j < rem; ++j) x[j] = a[j];
-}
-inline float lanes_sum(vf a) {
-  float s = 0;
-  for (int j = 0; j < kLanes; ++j) s += a[j];
-  return s;
-}
+using namespace simd;
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void softmax_row_float(float* x,
                                                                                                      int n) {
