@@ -6,13 +6,15 @@
 //
 //   train_step [--shapes=small|gpt2] [--types=dense,tp,spd,parallel,neox,ladder] [--tp=1,2,4,8]
 //              [--n_head=H] [--rounds=R] [--iters=I] [--burnin=B] [--json=FILE]
-//              [--profile=TYPE:TP] [--profile_steps=S] [--alloc_cache=0|1]
+//              [--profile=TYPE:TP] [--profile_steps=S] [--alloc_cache=0|1] [--aten_row=0|1]
 //
 // small: issue 15's config (4 layers, 128 wide, block 64, batch 12, vocab 65, float32; 8 heads so
 // that tp_size 8 divides them; --n_head=4 for nanoGPT's shakespeare_char CPU run).
 // gpt2: GPT-2 124M's shapes (12 layers, 768 wide, 12 heads, vocab 50257), block 128, batch 2.
 // Rows are interleaved: each round times every row in turn, so a drift of the machine's speed
-// moves all of them alike; a row's time is the median of all its timed steps.
+// moves all of them alike; a row's time is the median of all its timed steps. --aten_row=1 (the
+// default) adds the dense model with dgpt's own CPU kernels off (model/cpu_blas.h: ATen's ops
+// throughout, as DGPT_CPU_KERNELS=0 runs), so their effect is a ratio of the same run.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -28,6 +30,7 @@
 #include "blocks/block.h"
 #include "config/config.h"
 #include "model/cpu_allocator.h"
+#include "model/cpu_blas.h"
 #include "model/model.h"
 #include "model/optim.h"
 #include "model/precision.h"
@@ -48,6 +51,7 @@ struct Options {
   std::string json, profile;
   int64_t profile_steps = 20;
   bool alloc_cache = true;  // model/cpu_allocator.h, as dgpt runs; 0: LibTorch's own CPU allocator
+  bool aten_row = true;     // a dense row with dgpt's CPU kernels off
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -87,6 +91,7 @@ Options parse(int argc, char** argv) {
     else if (key == "--profile") o.profile = v;
     else if (key == "--profile_steps") o.profile_steps = to_int(key, v);
     else if (key == "--alloc_cache" && (v == "0" || v == "1")) o.alloc_cache = v == "1";
+    else if (key == "--aten_row" && (v == "0" || v == "1")) o.aten_row = v == "1";
     else throw UserError("unknown or malformed argument '" + a + "' (see the comment atop bench/train_step.cpp)");
   }
   if (o.rounds < 1 || o.iters < 1) throw UserError("--rounds and --iters must be at least 1");
@@ -120,6 +125,7 @@ struct Row {
   int64_t tp = 1;
   ModelArgs args;
   std::vector<double> step_ms;
+  bool aten = false;  // dgpt's CPU kernels off while this row runs
   double median() const {
     auto v = step_ms;
     std::sort(v.begin(), v.end());
@@ -377,10 +383,12 @@ int run(int argc, char** argv) {
   }
   const bool has_dense = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.type == "dense"; });
   if (!has_dense) rows.insert(rows.begin(), Row{"dense", 1, args_for(base, "dense", 1, vocab_of(o)), {}});
+  if (o.aten_row) rows.insert(rows.begin() + 1, Row{"dense", 1, rows[0].args, {}, /*aten=*/true});
   const ModelArgs dense_args = rows[0].type == "dense" ? rows[0].args : args_for(base, "dense", 1, vocab_of(o));
   Floor floor;
   for (int64_t round = 0; round < o.rounds; ++round) {
     for (auto& row : rows) {
+      set_cpu_kernels_enabled(!row.aten);
       Stepper s(base, row.args, precision);
       for (int64_t i = 0; i < o.burnin; ++i) s.step();
       for (int64_t i = 0; i < o.iters; ++i) {
@@ -388,18 +396,23 @@ int run(int argc, char** argv) {
         s.step();
         row.step_ms.push_back(seconds_since(t0) * 1e3);
       }
+      set_cpu_kernels_enabled(true);
     }
     const Floor f = gemm_floor(dense_args, base.batch_size);  // measured between rounds too
     floor.gflop = f.gflop;
     floor.ms += f.ms / double(o.rounds);
     std::cerr << fmt::format("round {}/{} done\n", round + 1, o.rounds);
   }
-  double dense_ms = 0;
+  double dense_ms = 0, aten_ms = 0;
   for (auto& r : rows)
-    if (r.type == "dense") dense_ms = r.median();
+    if (r.type == "dense") (r.aten ? aten_ms : dense_ms) = r.median();
   std::cout << fmt::format("GEMM floor of the dense step: {:.2f} ms ({:.2f} GFLOP of matmuls at {:.0f} GFLOP/s, each shape timed alone)\n",
                            floor.ms, floor.gflop, floor.gflop / (floor.ms / 1e3));
-  std::cout << fmt::format("dense step: {:.2f} ms median = {:.2f}x the GEMM floor\n\n", dense_ms, dense_ms / floor.ms);
+  std::cout << fmt::format("dense step: {:.2f} ms median = {:.2f}x the GEMM floor\n", dense_ms, dense_ms / floor.ms);
+  if (o.aten_row)
+    std::cout << fmt::format("dense step with ATen's ops (dgpt's CPU kernels off): {:.2f} ms = {:.2f}x the dense step\n",
+                             aten_ms, aten_ms / dense_ms);
+  std::cout << "\n";
   // The table: one row per type, one column per tp_size, "ms (x dense)".
   std::vector<int64_t> tps;
   for (auto& r : rows)
@@ -412,9 +425,9 @@ int run(int argc, char** argv) {
   for (auto& r : rows)
     if (r.type != "dense" && std::find(types.begin(), types.end(), r.type) == types.end()) types.push_back(r.type);
   nlohmann::json j{{"shapes", o.shapes}, {"threads", threads}, {"n_head", base.n_head},
-                   {"gemm_floor_ms", floor.ms}, {"gemm_gflop", floor.gflop}, {"dense_ms", dense_ms},
+                   {"gemm_floor_ms", floor.ms}, {"gemm_gflop", floor.gflop}, {"dense_ms", dense_ms}, {"dense_aten_ms", aten_ms},
                    {"rows", nlohmann::json::array()}};
-  for (auto& r : rows) j["rows"].push_back({{"type", r.type}, {"tp_size", r.tp}, {"median_ms", r.median()},
+  for (auto& r : rows) j["rows"].push_back({{"type", r.aten ? "dense (ATen ops)" : r.type}, {"tp_size", r.tp}, {"median_ms", r.median()},
                                             {"x_dense", r.median() / dense_ms}, {"step_ms", r.step_ms}});
   for (auto& type : types) {
     std::cout << "| " << type << " |";

@@ -57,20 +57,22 @@ std::vector<torch::Tensor> grads_of(const torch::Tensor& out, const torch::Tenso
 
 TEST_CASE("cpu_gemm linear equals torch::linear, values and gradients, with and without bias", "[fast][linear]") {
   // Tolerance: float64 1e-12 relative to the largest entry (the same products, BLAS either way);
-  // float32 1e-5. Two threads run the paired backward, one thread and three run ATen's.
+  // float32 1e-5. Two threads run the paired backward, one thread and three run ATen's; 129 rows
+  // (two uneven halves) run the forward's rows split between the two threads, 15 rows ATen's mm.
   REQUIRE(cpu_blas_available());
+  for (int64_t T : {5, 43})
   for (int threads : {1, 2, 3}) {
     for (auto dtype : {torch::kDouble, torch::kFloat}) {
       for (bool bias : {false, true}) {
-        CAPTURE(threads, dtype, bias);
+        CAPTURE(T, threads, dtype, bias);
         Threads scope(threads);
         const double tol = dtype == torch::kDouble ? 1e-12 : 1e-5;
         torch::manual_seed(7);
         const auto o = torch::TensorOptions().dtype(dtype);
-        auto x = torch::randn({3, 5, 16}, o).requires_grad_(true);
+        auto x = torch::randn({3, T, 16}, o).requires_grad_(true);
         auto w = torch::randn({24, 16}, o).requires_grad_(true);
         auto b = bias ? torch::randn({24}, o).requires_grad_(true) : torch::Tensor();
-        auto G = torch::randn({3, 5, 24}, o);
+        auto G = torch::randn({3, T, 24}, o);
         auto ours = dgpt::linear(x, w, b), ref = torch::linear(x, w, b);
         CHECK(ours.sizes() == ref.sizes());
         CHECK(max_rel(ours, ref) < tol);

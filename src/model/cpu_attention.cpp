@@ -90,7 +90,7 @@ struct CpuCausalAttention : torch::autograd::Function<CpuCausalAttention> {
 }  // namespace
 
 bool cpu_causal_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  if (!cpu_blas_available()) return false;
+  if (!cpu_kernels_enabled() || !cpu_blas_available()) return false;
   for (const auto* t : {&q, &k, &v})
     if (!t->device().is_cpu() || t->scalar_type() != q.scalar_type() || t->dim() != 4 || t->sizes() != q.sizes() ||
         t->stride(3) != 1 || t->stride(2) > std::numeric_limits<int>::max())

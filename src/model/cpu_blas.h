@@ -4,6 +4,13 @@
 
 namespace dgpt {
 
+// Whether dgpt's own CPU kernels run where they apply (the per-thread GEMMs of model/cpu_gemm.h,
+// the attention of model/cpu_attention.h, the GELU of model/cpu_gelu.h), else ATen's ops
+// everywhere: for A/B measurements (bench/train_step's `--aten_row`) and for telling a kernel's
+// effect from the model's. On unless the environment sets DGPT_CPU_KERNELS=0.
+bool cpu_kernels_enabled();
+void set_cpu_kernels_enabled(bool on);
+
 // Whether the process's Fortran BLAS (sgemm_/dgemm_, which LibTorch's CPU library links) was found.
 bool cpu_blas_available();
 // Row-major C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, each with its row stride;

@@ -1,6 +1,7 @@
 #include "model/cpu_gelu.h"
 
 #include "base/torch_compat.h"
+#include "model/cpu_blas.h"
 #include "model/gelu_kernels.h"
 
 #include <ATen/Parallel.h>
@@ -40,7 +41,7 @@ struct CpuGelu : torch::autograd::Function<CpuGelu> {
 }  // namespace
 
 bool cpu_gelu_applies(const torch::Tensor& x, bool tanh) {
-  return !tanh && x.device().is_cpu() && x.scalar_type() == torch::kFloat && !x.is_sparse() &&
+  return cpu_kernels_enabled() && !tanh && x.device().is_cpu() && x.scalar_type() == torch::kFloat && !x.is_sparse() &&
          !compat::autocast_enabled(torch::kCPU);
 }
 
