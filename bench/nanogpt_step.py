@@ -12,8 +12,9 @@ zero_grad(set_to_none=True). The config is nanoGPT's shakespeare_char CPU run: 4
 4 heads, block 64, batch 12, vocab 65, float32. Each round times `--iters` steps of nanoGPT at every
 thread count of `--threads` (torch.set_num_threads) and then `train_step --types=dense` (dgpt's
 step at its default threads) for as many steps, so a drift of the machine's speed moves both;
-the medians over all rounds are compared. Prints one Markdown table and the speedup of dgpt over
-nanoGPT's best thread count.
+the medians over all rounds are compared; train_step also times dgpt's step with its own CPU
+kernels off (ATen's ops throughout), in the same round. Prints one Markdown table and the speedup
+of dgpt over nanoGPT's best thread count.
 """
 import argparse
 import json
@@ -109,7 +110,9 @@ def dgpt_step_times(train_step, n_head, iters):
                         "--burnin=3", f"--json={out}"], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         with open(out) as f:
-            return json.load(f)["rows"][0]["step_ms"]
+            rows = json.load(f)["rows"]
+        # rows[0]: dgpt's step as it runs; rows[1]: the same with dgpt's CPU kernels off (--aten_row)
+        return rows[0]["step_ms"], rows[1]["step_ms"]
 
 
 def main():
@@ -131,13 +134,15 @@ def main():
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                                   lr=1e-3, betas=(0.9, 0.99))
     py = {t: [] for t in threads}
-    ours = []
+    ours, ours_aten = [], []
     for r in range(a.rounds):
         for t in threads:
             torch.set_num_threads(t)
             nanogpt_step_times(model, optimizer, 3, gen)  # warm up at this thread count
             py[t] += nanogpt_step_times(model, optimizer, a.iters, gen)
-        ours += dgpt_step_times(a.train_step, a.n_head, a.iters)
+        dgpt, dgpt_aten = dgpt_step_times(a.train_step, a.n_head, a.iters)
+        ours += dgpt
+        ours_aten += dgpt_aten
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr)
     med = {t: statistics.median(v) for t, v in py.items()}
     best_t = min(med, key=med.get)
@@ -148,6 +153,8 @@ def main():
     for t in threads:
         print(f"| nanoGPT, torch.set_num_threads({t}) | {med[t]:.2f} |")
     print(f"| dgpt, default threads | {dgpt_ms:.2f} |")
+    print(f"| dgpt, default threads, its CPU kernels off (DGPT_CPU_KERNELS=0: ATen's ops) | "
+          f"{statistics.median(ours_aten):.2f} |")
     print(f"\ndgpt's speedup over nanoGPT's best ({best_t} threads): {med[best_t] / dgpt_ms:.2f}x")
 
 
