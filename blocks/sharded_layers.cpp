@@ -2,6 +2,7 @@
 
 #include "base/torch_compat.h"
 #include "model/cpu_gemm.h"
+#include "model/dense_block.h"
 
 namespace dgpt {
 
@@ -60,7 +61,7 @@ LayerNormImpl::LayerNormImpl(int64_t n_embd, bool with_bias) {
 torch::Tensor LayerNormImpl::forward(const torch::Tensor& x, ReplicatedGradSync* replicated_grads) {
   auto w = replicated_grads ? replicated_grads->use(weight) : weight;
   auto b = bias.defined() && replicated_grads ? replicated_grads->use(bias) : bias;
-  return torch::layer_norm(x, {weight.size(0)}, w, b, 1e-5);
+  return dgpt::layer_norm(x, w, b);  // model/dense_block.h: the same LayerNorm as the dense model's
 }
 
 void LayerNormImpl::add_slots(std::vector<ParamSlot>& slots, const std::string& prefix) {
