@@ -299,6 +299,12 @@ std::string op_kind(const std::string& name) {
   for (auto& [kind, names] : kinds)
     for (auto& n : names)
       if (name == n) return kind;
+  // dgpt's own kernels (model/cpu_gemm.h, cpu_gelu.h, cpu_layer_norm.h): their forward scopes and
+  // backward nodes, whose BLAS calls and loops are no ATen ops
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  if (has("PairedLinear") || has("BatchedMatmul") || name == "dgpt::gemm") return "GEMM (mm, addmm, bmm)";
+  if (has("CpuGelu") || name == "dgpt::gelu") return "GELU";
+  if (has("CpuLayerNorm") || name == "dgpt::layer_norm") return "LayerNorm";
   if (name.find("CpuCausalAttention") != std::string::npos || name == "dgpt::cpu_causal_attention")
     return "attention (dgpt's head-by-head BLAS, softmax, mask)";
   if (name.rfind("autograd::engine::evaluate_function", 0) == 0 || name.find("Backward") != std::string::npos ||

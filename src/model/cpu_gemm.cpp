@@ -3,6 +3,7 @@
 #include "base/torch_compat.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -125,6 +126,7 @@ bool per_thread_products_apply(const torch::Tensor& a, const torch::Tensor& b, i
 struct BatchedMatmul : torch::autograd::Function<BatchedMatmul> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b) {
     ctx->save_for_backward({a, b});
+    RECORD_FUNCTION("dgpt::gemm", std::vector<c10::IValue>());
     return products({{a, b}})[0];
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
@@ -180,6 +182,7 @@ void split_rows_product(const torch::Tensor& x, const torch::Tensor& w, const to
 }
 
 torch::Tensor linear_forward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  RECORD_FUNCTION("dgpt::gemm", std::vector<c10::IValue>());  // for the profiler: its BLAS calls are no ATen ops
   const int64_t M = x.size(0);
   const bool row_major = x.stride(1) == 1 && x.stride(0) >= std::max<int64_t>(1, x.size(1));
   if (M < 32 * at::get_num_threads() || !w.is_contiguous() || (b.defined() && !b.is_contiguous()) || !row_major)
