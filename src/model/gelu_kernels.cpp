@@ -3,7 +3,6 @@
 #include "model/simd_math.h"
 
 #include <algorithm>
-#include <cstring>
 
 namespace dgpt::gelu_kernels {
 
@@ -55,19 +54,14 @@ __attribute__((always_inline)) inline Cdf<V> normal_cdf(V x) {
 constexpr float kInvSqrt2Pi = 0.398942280401432678f;
 
 // Sixteen lanes a step (vf16), the tail eight lanes at a time (vf), padded.
-inline vf16 load16(const float* x) {
-  vf16 a;
-  std::memcpy(&a, x, sizeof a);
-  return a;
-}
-inline void store16(float* x, vf16 a) { std::memcpy(x, &a, sizeof a); }
+inline vf16 load16(const float* x) { return load_vector<vf16>(x); }
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void forward_impl(const float* x,
                                                                                                float* y, int64_t n) {
   const int64_t full = n - n % 16;
   for (int64_t i = 0; i < full; i += 16) {
     const vf16 a = load16(x + i);
-    store16(y + i, a * normal_cdf(a).phi_big);
+    store(y + i, a * normal_cdf(a).phi_big);
   }
   for (int64_t i = full; i < n; i += kLanes) {
     const int rem = int(std::min<int64_t>(kLanes, n - i));
@@ -82,7 +76,7 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) vo
   for (int64_t i = 0; i < full; i += 16) {
     const vf16 a = load16(x + i);
     const Cdf<vf16> c = normal_cdf(a);
-    store16(dx + i, load16(g + i) * (c.phi_big + a * (c.gauss * kInvSqrt2Pi)));
+    store(dx + i, load16(g + i) * (c.phi_big + a * (c.gauss * kInvSqrt2Pi)));
   }
   for (int64_t i = full; i < n; i += kLanes) {
     const int rem = int(std::min<int64_t>(kLanes, n - i));

@@ -13,12 +13,18 @@ using vf = float __attribute__((vector_size(32)));
 using vi = int32_t __attribute__((vector_size(32)));
 constexpr int kLanes = 8;
 
-inline vf load(const float* x) {
-  vf a;
+// Unaligned loads and stores of one vector (V: vf, or vf16 below).
+template <typename V>
+inline V load_vector(const float* x) {
+  V a;
   std::memcpy(&a, x, sizeof a);
   return a;
 }
-inline void store(float* x, vf a) { std::memcpy(x, &a, sizeof a); }
+template <typename V>
+inline void store(float* x, V a) {
+  std::memcpy(x, &a, sizeof a);
+}
+inline vf load(const float* x) { return load_vector<vf>(x); }
 inline vf splat(float s) { return vf{} + s; }
 
 // The last rem (< 8) entries as one padded vector (pad: `fill`), and back.
