@@ -6,7 +6,8 @@
 //
 //   train_step [--shapes=small|gpt2] [--types=dense,tp,spd,parallel,neox,ladder] [--tp=1,2,4,8]
 //              [--n_head=H] [--rounds=R] [--iters=I] [--burnin=B] [--json=FILE]
-//              [--profile=TYPE:TP] [--profile_steps=S] [--alloc_cache=0|1] [--aten_row=0|1]
+//              [--profile=TYPE:TP] [--profile_steps=S] [--profile_parents=0|1] [--alloc_cache=0|1]
+//              [--aten_row=0|1]
 //
 // small: issue 15's config (4 layers, 128 wide, block 64, batch 12, vocab 65, float32; 8 heads so
 // that tp_size 8 divides them; --n_head=4 for nanoGPT's shakespeare_char CPU run).
@@ -52,6 +53,7 @@ struct Options {
   int64_t profile_steps = 20;
   bool alloc_cache = true;  // model/cpu_allocator.h, as dgpt runs; 0: LibTorch's own CPU allocator
   bool aten_row = true;     // a dense row with dgpt's CPU kernels off
+  bool profile_parents = false;  // the profile's op table keyed by "enclosing span > op"
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -90,6 +92,7 @@ Options parse(int argc, char** argv) {
     else if (key == "--json") o.json = v;
     else if (key == "--profile") o.profile = v;
     else if (key == "--profile_steps") o.profile_steps = to_int(key, v);
+    else if (key == "--profile_parents") o.profile_parents = to_int(key, v) != 0;
     else if (key == "--alloc_cache" && (v == "0" || v == "1")) o.alloc_cache = v == "1";
     else if (key == "--aten_row" && (v == "0" || v == "1")) o.aten_row = v == "1";
     else throw UserError("unknown or malformed argument '" + a + "' (see the comment atop bench/train_step.cpp)");
@@ -236,8 +239,21 @@ Floor gemm_floor(const ModelArgs& dense, int64_t B) {
 struct Span {
   std::string name;
   int64_t depth = 0;  // 0: top level on its thread
+  std::string parent;  // the enclosing span's name, "" at the top level
   double duration_us = 0, children_us = 0;
 };
+
+// "grandparent > parent" of a span's children: its own name after its parent's, two levels kept.
+std::string ancestry(const Span& sp) {
+  auto short_name = [](const std::string& n) {
+    const auto lt = n.find("(anonymous namespace)::");
+    if (lt == std::string::npos) return n;
+    return n.substr(0, n.find("dgpt::")) + n.substr(lt + 23);
+  };
+  if (sp.parent.empty()) return short_name(sp.name);
+  const auto last = sp.parent.rfind(" > ");
+  return (last == std::string::npos ? sp.parent : sp.parent.substr(last + 3)) + " > " + short_name(sp.name);
+}
 
 // Runs `fn` under LibTorch's (legacy, CPU) autograd profiler, the same API in 1.13 and 2.x; every
 // op and scope as a span with its direct children's total time, from the push/pop pairs per thread.
@@ -256,7 +272,7 @@ std::vector<Span> profile_ops(const std::function<void()>& fn) {
     std::vector<std::pair<const prof::LegacyEvent*, size_t>> open;  // push event, index of its span
     for (auto& e : events) {
       if (e.kind() == prof::EventKind::PushRange) {
-        spans.push_back(Span{e.name(), int64_t(open.size()), 0, 0});
+        spans.push_back(Span{e.name(), int64_t(open.size()), open.empty() ? "" : ancestry(spans[open.back().second]), 0, 0});
         open.push_back({&e, spans.size() - 1});
       } else if (e.kind() == prof::EventKind::PopRange && !open.empty()) {
         auto [push, index] = open.back();
@@ -338,8 +354,9 @@ void profile(const TrainConfig& base, const Options& o, const Precision& precisi
   for (auto& sp : spans) {
     const double self_ms = (sp.duration_us - sp.children_us) / 1e3 / double(o.profile_steps);
     by_kind[op_kind(sp.name)] += self_ms;
-    by_op[sp.name] += self_ms;
-    calls[sp.name] += 1;
+    const std::string key = o.profile_parents && !sp.parent.empty() ? sp.parent + " > " + sp.name : sp.name;
+    by_op[key] += self_ms;
+    calls[key] += 1;
     if (sp.depth == 0) phase[sp.name] += sp.duration_us / 1e3 / double(o.profile_steps);
   }
   out << fmt::format("profile of {} at tp_size {}: {} steps; {:.2f} ms per step without the profiler, {:.2f} with it\n",
@@ -357,8 +374,9 @@ void profile(const TrainConfig& base, const Options& o, const Precision& precisi
   std::vector<std::pair<double, std::string>> ops;
   for (auto& [k, ms] : by_op) ops.push_back({ms, k});
   std::sort(ops.rbegin(), ops.rend());
-  out << "\n| op (self time, top 25) | calls per step | ms per step |\n|---|---|---|\n";
-  for (size_t i = 0; i < std::min<size_t>(25, ops.size()); ++i)
+  const size_t top = o.profile_parents ? 45 : 25;
+  out << fmt::format("\n| op (self time, top {}) | calls per step | ms per step |\n|---|---|---|\n", top);
+  for (size_t i = 0; i < std::min(top, ops.size()); ++i)
     out << fmt::format("| {} | {} | {:.3f} |\n", ops[i].second, calls[ops[i].second] / o.profile_steps, ops[i].first);
 }
 

@@ -36,10 +36,11 @@ inline vf load_tail(const float* x, int rem, float fill) {
 inline void store_tail(float* x, vf a, int rem) {
   for (int j = 0; j < rem; ++j) x[j] = a[j];
 }
+// Pairwise: halves added, then quarters, then the last pair (three dependent adds, not eight).
 inline float lanes_sum(vf a) {
-  float s = 0;
-  for (int j = 0; j < kLanes; ++j) s += a[j];
-  return s;
+  using v4 = float __attribute__((vector_size(16)));
+  const v4 h = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (h[0] + h[2]) + (h[1] + h[3]);
 }
 
 // Sixteen lanes: two AVX-512 halves' worth, for long passes (half the instructions per element,
