@@ -177,7 +177,7 @@ RefResult reference(const DenseState& dense, const ModelArgs& a, const Batch& ba
   Weights leaves;
   for (auto& [name, t] : dense)
     if (name != "lm_head.weight") leaves[name] = t.to(torch::kDouble).detach().clone().requires_grad_(true);
-  auto loss = ref_loss(leaves, a, batch);
+  auto loss = ref_loss(leaves, a, Batch{batch.idx.cpu(), batch.targets.cpu()});  // the reference runs on the CPU
   loss.backward();
   RefResult r{loss.detach(), {}};
   for (auto& [name, t] : leaves) r.grads[name] = t.grad();

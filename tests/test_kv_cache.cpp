@@ -41,6 +41,7 @@ DenseState cache_weights(const ModelArgs& a, int64_t seed) {
 
 GPT eval_model(const ModelArgs& a, const DenseState& w, std::shared_ptr<TensorParallelGroup> group = nullptr) {
   GPT model(a, group ? group : std::make_shared<SimulatedGroup>(a.tp_size));
+  model->to(test_device());
   model->load_dense_state(w);
   model->eval();
   return model;
@@ -88,7 +89,7 @@ std::vector<int64_t> generate_by_recompute(GPT& model, std::vector<int64_t> ids,
   torch::NoGradGuard no_grad;
   for (int64_t k = 0; k < n; ++k) {
     const int64_t start = std::max<int64_t>(0, int64_t(ids.size()) - kBlock);
-    auto idx = torch::tensor(std::vector<int64_t>(ids.begin() + start, ids.end()), torch::kLong).view({1, -1});
+    auto idx = torch::tensor(std::vector<int64_t>(ids.begin() + start, ids.end()), torch::kLong).view({1, -1}).to(test_device());
     ids.push_back(next_token(model->forward(idx).logits.select(1, 0), opt));
   }
   return ids;
@@ -171,14 +172,14 @@ TEST_CASE("KV cache: generation with the cache picks nanoGPT's tokens, also past
       GPT model = eval_model(a, cache_weights(a, 21));
       INFO(join(p.types) << " merge " << p.merge << " tp_size " << n);
       std::vector<int64_t> streamed;
-      const auto got = generate(model, prompt, new_tokens, greedy, torch::kCPU, float32,
+      const auto got = generate(model, prompt, new_tokens, greedy, test_device(), float32,
                                 [&](int64_t id) { streamed.push_back(id); });
       CHECK(got == generate_by_recompute(model, prompt, new_tokens, greedy));
       CHECK(std::vector<int64_t>(got.begin() + int64_t(prompt.size()), got.end()) == streamed);
       // Greedy decoding of a random model soon cycles; drawn tokens do not, and the same seed
       // draws the same tokens from logits equal to 1e-5 (unless a draw falls that close to a boundary).
       torch::manual_seed(77);
-      const auto drawn = generate(model, prompt, new_tokens, sampled, torch::kCPU, float32);
+      const auto drawn = generate(model, prompt, new_tokens, sampled, test_device(), float32);
       torch::manual_seed(77);
       CHECK(drawn == generate_by_recompute(model, prompt, new_tokens, sampled));
       CHECK(std::set<int64_t>(drawn.begin() + int64_t(prompt.size()), drawn.end()).size() > 5);
@@ -189,9 +190,9 @@ TEST_CASE("KV cache: generation with the cache picks nanoGPT's tokens, also past
   GPT model = eval_model(a, cache_weights(a, 22));
   std::vector<int64_t> long_prompt;
   for (int64_t i = 0; i < kBlock + 7; ++i) long_prompt.push_back((i * 7 + 3) % kVocab);
-  CHECK(generate(model, long_prompt, 6, greedy, torch::kCPU, float32) ==
+  CHECK(generate(model, long_prompt, 6, greedy, test_device(), float32) ==
         generate_by_recompute(model, long_prompt, 6, greedy));
-  CHECK(generate(model, long_prompt, 0, greedy, torch::kCPU, float32) == long_prompt);
+  CHECK(generate(model, long_prompt, 0, greedy, test_device(), float32) == long_prompt);
 }
 
 TEST_CASE("KV cache: length, clear, block_size limit, batch change", "[kv_cache]") {

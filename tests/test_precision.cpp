@@ -1,6 +1,7 @@
 // Mixed precision: autocast scopes, what f and g send under autocast, the plan's bytes, and float16
 // loss scaling. nanoGPT (and dgpt's CLI) autocast on CUDA only; these tests drive the same code
-// with the CPU's bfloat16 autocast, so they run everywhere.
+// with the CPU's bfloat16 autocast, so they run everywhere (with DGPT_TEST_DEVICE=cuda, the
+// models run under CUDA's bfloat16 autocast instead: tests/test_util.h).
 #include <catch2/catch.hpp>
 
 #include "model/comm_plan.h"
@@ -15,9 +16,10 @@ using namespace dgpt::test;
 
 namespace {
 
-Precision cpu_bfloat16() {
+// bfloat16 autocast on the device the models are on (the CPU unless DGPT_TEST_DEVICE says otherwise).
+Precision device_bfloat16() {
   Precision p;
-  p.device_type = torch::kCPU;
+  p.device_type = test_device().type();
   p.param_dtype = torch::kFloat;
   p.autocast = torch::kBFloat16;
   return p;
@@ -55,18 +57,19 @@ TEST_CASE("resolve_precision follows nanoGPT: autocast on CUDA only", "[precisio
 }
 
 TEST_CASE("AutocastScope turns autocast on for its lifetime and restores the previous state", "[precision]") {
-  REQUIRE_FALSE(compat::autocast_enabled(torch::kCPU));
-  const auto a = torch::randn({8, 8}), b = torch::randn({8, 8});
+  REQUIRE_FALSE(compat::autocast_enabled(test_device().type()));
+  const auto a = torch::randn({8, 8}, torch::TensorOptions().device(test_device())),
+             b = torch::randn({8, 8}, torch::TensorOptions().device(test_device()));
   {
-    AutocastScope scope(cpu_bfloat16());
-    CHECK(compat::autocast_enabled(torch::kCPU));
+    AutocastScope scope(device_bfloat16());
+    CHECK(compat::autocast_enabled(test_device().type()));
     CHECK(torch::matmul(a, b).scalar_type() == torch::kBFloat16);
   }
-  CHECK_FALSE(compat::autocast_enabled(torch::kCPU));
+  CHECK_FALSE(compat::autocast_enabled(test_device().type()));
   CHECK(torch::matmul(a, b).scalar_type() == torch::kFloat);
   {
     AutocastScope none(Precision{});  // float32: a no-op
-    CHECK_FALSE(compat::autocast_enabled(torch::kCPU));
+    CHECK_FALSE(compat::autocast_enabled(test_device().type()));
   }
 }
 
@@ -78,7 +81,7 @@ TEST_CASE("under autocast f and g send the autocast dtype, and the plan says so"
     INFO("pattern " << join(types));
     const auto a = dist_args(types, N, 6, C, true, "sum", 30, T);
     auto model = make_model(a, perturbed_weights(a, 3), torch::kFloat);
-    loss_under(cpu_bfloat16(), model, batch);
+    loss_under(device_bfloat16(), model, batch);
     clip_grad_norm(model->param_slots(), model->group(), 1.0);
     for (auto& s : model->param_slots()) {
       INFO(s.dense_name);
@@ -107,8 +110,8 @@ TEST_CASE("under bfloat16 autocast the simulation stays as close to the dense mo
   auto dense = make_model(dense_args_of(a), w, torch::kFloat);
   auto sharded = make_model(a, w, torch::kFloat);
   auto reference = make_model(dense_args_of(a), w, torch::kFloat);
-  const double dense_loss = loss_under(cpu_bfloat16(), dense, batch).item<double>();
-  const double sharded_loss = loss_under(cpu_bfloat16(), sharded, batch).item<double>();
+  const double dense_loss = loss_under(device_bfloat16(), dense, batch).item<double>();
+  const double sharded_loss = loss_under(device_bfloat16(), sharded, batch).item<double>();
   const double fp32_loss = loss_under(Precision{}, reference, batch).item<double>();
   INFO("dense " << dense_loss << ", sharded " << sharded_loss << ", float32 " << fp32_loss);
   CHECK(std::abs(dense_loss - fp32_loss) > 1e-6);  // autocast was on

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <condition_variable>
 #include <functional>
 #include <iomanip>
@@ -23,6 +24,17 @@
 #include "model/model_args.h"
 
 namespace dgpt::test {
+
+// The device the C++ numerics build their models and batches on: DGPT_TEST_DEVICE (e.g. `cuda`;
+// bench/gpu_check.sh sets it), the CPU by default. References computed in a test stay on the CPU,
+// and the comparisons below bring both sides there.
+inline torch::Device test_device() {
+  static const torch::Device device = [] {
+    const char* e = std::getenv("DGPT_TEST_DEVICE");
+    return torch::Device(e && *e ? e : "cpu");
+  }();
+  return device;
+}
 
 inline std::string join(const std::vector<std::string>& v) {
   std::string s = "[";
@@ -83,10 +95,10 @@ inline DenseState to_dtype(const DenseState& s, torch::Dtype dtype) {
   return out;
 }
 
-// A model on a SimulatedGroup(args.tp_size), converted to `dtype` and then loaded with `dense`.
+// A model on a SimulatedGroup(args.tp_size), on test_device(), converted to `dtype` and then loaded with `dense`.
 inline GPT make_model(const ModelArgs& a, const DenseState& dense, torch::Dtype dtype) {
   GPT model(a, std::make_shared<SimulatedGroup>(a.tp_size));
-  model->to(dtype);
+  model->to(test_device(), dtype);
   model->load_dense_state(dense);
   return model;
 }
@@ -97,7 +109,8 @@ struct Batch {
 inline Batch random_batch(int64_t B, int64_t T, int64_t vocab, int64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t(seed));
   auto opts = torch::TensorOptions().dtype(torch::kLong);
-  return {torch::randint(vocab, {B, T}, gen, opts), torch::randint(vocab, {B, T}, gen, opts)};
+  auto idx = torch::randint(vocab, {B, T}, gen, opts), targets = torch::randint(vocab, {B, T}, gen, opts);
+  return {idx.to(test_device()), targets.to(test_device())};  // drawn on the CPU: the same tokens everywhere
 }
 
 // Forward + backward + the replicated-gradient sync (what a training step does before reading grads).
@@ -120,7 +133,7 @@ inline DenseState gathered_grads(GPT& model) {
 
 // max|a - b| / max|b|: the error relative to the reference tensor's scale.
 inline double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  auto ad = a.detach().to(torch::kDouble), bd = b.detach().to(torch::kDouble);
+  auto ad = a.detach().to(torch::kCPU).to(torch::kDouble), bd = b.detach().to(torch::kCPU).to(torch::kDouble);
   const double d = (ad - bd).abs().max().item<double>();
   const double s = bd.abs().max().item<double>();
   if (d == 0) return 0;
@@ -128,7 +141,8 @@ inline double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.detach().to(torch::kDouble) - b.detach().to(torch::kDouble)).abs().max().item<double>();
+  return (a.detach().to(torch::kCPU).to(torch::kDouble) - b.detach().to(torch::kCPU).to(torch::kDouble))
+      .abs().max().item<double>();
 }
 
 struct Comparison {
