@@ -9,15 +9,17 @@ namespace dgpt {
 namespace {
 
 // u [L, M, in] @ per-shard weight [L, out, in]^T -> [L, M, out]: one Linear when L = 1, else one
-// batched matmul (model/cpu_gemm.h schedules both for the CPU).
-torch::Tensor per_shard_matmul(const torch::Tensor& u, const torch::Tensor& weight) {
+// batched matmul (model/cpu_gemm.h schedules both for the CPU; `interleaved`: see batched_matmul).
+torch::Tensor per_shard_matmul(const torch::Tensor& u, const torch::Tensor& weight, bool interleaved = false) {
   if (weight.size(0) == 1) return dgpt::linear(u[0], weight[0]).unsqueeze(0);
-  return batched_matmul(u, weight.transpose(1, 2));
+  return batched_matmul(u, weight.transpose(1, 2), interleaved);
 }
 
 // u: [1 or L, B, T, in], weight: [L, out, in], bias: [L, out] or undefined -> [L, B, T, out].
+// `interleaved`: per-shard inputs' products laid out [B, T, L, out] in memory where the CPU kernels
+// run, so that the caller's permute to [B*T, L*out] is a view, not a copy.
 torch::Tensor shard_linear(const torch::Tensor& u, const torch::Tensor& weight,
-                           const torch::Tensor& bias) {
+                           const torch::Tensor& bias, bool interleaved = false) {
   const int64_t L = weight.size(0), out = weight.size(1), in = weight.size(2);
   const int64_t B = u.size(1), T = u.size(2);
   torch::Tensor y;
@@ -26,7 +28,7 @@ torch::Tensor shard_linear(const torch::Tensor& u, const torch::Tensor& weight,
     y = dgpt::linear(u.reshape({B * T, in}), weight.reshape({L * out, in}));
     y = y.view({B * T, L, out}).permute({1, 0, 2});  // [B*T, L*out] -> [B*T, L, out] -> [L, B*T, out]
   } else {
-    y = per_shard_matmul(u.reshape({L, B * T, in}), weight);
+    y = per_shard_matmul(u.reshape({L, B * T, in}), weight, interleaved);
   }
   if (bias.defined()) y = y + bias.unsqueeze(1);
   return y.reshape({L, B, T, out});
@@ -145,7 +147,9 @@ torch::Tensor ShardedMLPImpl::forward_summed(const torch::Tensor& u) {
     h = compat::gelu(h, tanh_gelu_);
   } else {
     // [L, B, T, F] -> [B, T, L, F] -> [B*T, L*F]: shard i's hidden units at columns [i*F, (i+1)*F)
-    h = compat::gelu(shard_linear(u, c_fc_weight, c_fc_bias), tanh_gelu_).permute({1, 2, 0, 3}).reshape({B * T, L * F});
+    // (the products written interleaved: the permute is a view, and the GELU runs on a contiguous tensor)
+    h = shard_linear(u, c_fc_weight, c_fc_bias, /*interleaved=*/true).permute({1, 2, 0, 3}).reshape({B * T, L * F});
+    h = compat::gelu(h, tanh_gelu_);
   }
   return summed_projection(h, c_proj_weight, B, T);
 }

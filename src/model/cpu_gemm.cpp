@@ -73,12 +73,14 @@ bool blas_dtype(const torch::Tensor& t) {
   return t.device().is_cpu() && (t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble);
 }
 
-// C[l] = op(A[l]) @ op(B[l]) for one item l: A logically [L, M, K], B [L, K, N], C [L, M, N] contiguous.
+// C[l] = op(A[l]) @ op(B[l]) for one item l: A logically [L, M, K], B [L, K, N], C [L, M, N] with
+// row-major items (contiguous, or interleaved: item l at l*N, rows L*N apart).
 template <typename T>
 void item_product(const Operand& a, const Operand& b, torch::Tensor& c, int64_t l) {
   const int m = int(c.size(1)), n = int(c.size(2)), k = int(a.t.size(2));  // logical sizes, whatever the memory order
   blas_gemm(a.trans, b.trans, m, n, k, T(1), a.t.data_ptr<T>() + l * a.t.stride(0), int(a.ld),
-            b.t.data_ptr<T>() + l * b.t.stride(0), int(b.ld), T(0), c.data_ptr<T>() + l * c.stride(0), n);
+            b.t.data_ptr<T>() + l * b.t.stride(0), int(b.ld), T(0), c.data_ptr<T>() + l * c.stride(0),
+            int(c.stride(1)));
 }
 
 // `count` independent jobs, one thread each at a time (BLAS is single-threaded inside the region).
@@ -92,9 +94,10 @@ bool fits_int(std::initializer_list<int64_t> values) {
   return std::all_of(values.begin(), values.end(), [](int64_t v) { return v < kIntMax; });
 }
 
-// The products {A_j @ B_j} (each [L_j, M, K] @ [L_j, K, N]) into new [L_j, M, N] tensors, every item
-// of every product a job of its own.
-std::vector<torch::Tensor> products(const std::vector<std::pair<torch::Tensor, torch::Tensor>>& pairs) {
+// The products {A_j @ B_j} (each [L_j, M, K] @ [L_j, K, N]) into new [L_j, M, N] tensors (contiguous,
+// or with `interleaved` memory [M, L_j, N]), every item of every product a job of its own.
+std::vector<torch::Tensor> products(const std::vector<std::pair<torch::Tensor, torch::Tensor>>& pairs,
+                                    bool interleaved = false) {
   std::vector<Operand> as, bs;
   std::vector<torch::Tensor> out;
   std::vector<std::pair<size_t, int64_t>> jobs;  // (product, item)
@@ -102,7 +105,8 @@ std::vector<torch::Tensor> products(const std::vector<std::pair<torch::Tensor, t
     const auto& [a, b] = pairs[j];
     as.push_back(operand(a));
     bs.push_back(operand(b));
-    out.push_back(torch::empty({a.size(0), a.size(1), b.size(2)}, a.options()));
+    out.push_back(interleaved ? torch::empty({a.size(1), a.size(0), b.size(2)}, a.options()).transpose(0, 1)
+                              : torch::empty({a.size(0), a.size(1), b.size(2)}, a.options()));
     for (int64_t l = 0; l < a.size(0); ++l) jobs.push_back({j, l});
   }
   const bool is_float = pairs.front().first.scalar_type() == torch::kFloat;
@@ -124,10 +128,11 @@ bool per_thread_products_apply(const torch::Tensor& a, const torch::Tensor& b, i
 }
 
 struct BatchedMatmul : torch::autograd::Function<BatchedMatmul> {
-  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b) {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b,
+                               bool interleaved) {
     ctx->save_for_backward({a, b});
     RECORD_FUNCTION("dgpt::gemm", std::vector<c10::IValue>());
-    return products({{a, b}})[0];
+    return products({{a, b}}, interleaved)[0];
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
@@ -137,13 +142,13 @@ struct BatchedMatmul : torch::autograd::Function<BatchedMatmul> {
     std::vector<std::pair<torch::Tensor, torch::Tensor>> pairs;
     if (ctx->needs_input_grad(0)) pairs.push_back({g, b.transpose(1, 2)});
     if (ctx->needs_input_grad(1)) pairs.push_back({a.transpose(1, 2), g});
-    if (pairs.empty()) return {torch::Tensor(), torch::Tensor()};
+    if (pairs.empty()) return {torch::Tensor(), torch::Tensor(), torch::Tensor()};
     auto out = products(pairs);
     torch::Tensor da, db;
     size_t next = 0;
     if (ctx->needs_input_grad(0)) da = out[next++];
     if (ctx->needs_input_grad(1)) db = out[next++];
-    return {da, db};
+    return {da, db, torch::Tensor()};
   }
 };
 
@@ -257,11 +262,11 @@ void blas_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double
   Blas::get().dgemm(&opb, &opa, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
 }
 
-torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b) {
+torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b, bool interleaved) {
   TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1),
               "batched_matmul: [L, M, K] @ [L, K, N], got ", a.sizes(), " and ", b.sizes());
   if (!per_thread_products_apply(a, b, a.size(0))) return torch::matmul(a, b);
-  return BatchedMatmul::apply(a, b);
+  return BatchedMatmul::apply(a, b, interleaved);
 }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {

@@ -14,8 +14,10 @@ namespace dgpt {
 
 // a [L, M, K] @ b [L, K, N] -> [L, M, N], with autograd (torch::matmul's values). On the CPU in
 // float32/float64 with L >= the intra-op threads, one thread per product (forward and both
-// backward products); otherwise torch::matmul.
-torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b);
+// backward products); otherwise torch::matmul. `interleaved`: the result's memory is [M, L, N]
+// (strides N, L*N, 1), so that result.transpose(0, 1) is a contiguous [M, L*N] with item l's
+// columns at [l*N, (l+1)*N) (where torch::matmul runs instead, it is contiguous [L, M, N]).
+torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b, bool interleaved = false);
 // x [..., K] @ w [N, K]^T (+ b [N]) -> [..., N], torch::linear's values; its backward computes dx
 // and dw at once, one per thread, on the CPU with two intra-op threads (with more, each product
 // gets them all, as ATen does).
