@@ -17,8 +17,8 @@
 namespace dgpt {
 
 // The residual stream x between blocks. It is replicated ([B,T,C]) or, inside a run of blocks
-// that keep one stream per shard, per-shard: x_i = x0 + delta_i, with delta_i = prev_i + last_i
-// (last_i is the newest block's update). Converting between the two is where f and g happen:
+// that keep one stream per shard, per-shard: x_i = x0 + delta_i, delta_i the sum of the run's
+// updates so far (the merge takes delta_i = x_i - x0). Converting between the two is where f and g happen:
 // entering the per-shard form applies f once, leaving it applies g once (SPEC §1 merges). Inside
 // a ladder run the replicated stream lags by one sub-layer output (pending), added when a
 // later sub-layer or any other block reads the stream.
@@ -30,8 +30,10 @@ class ResidualStream {
   const torch::Tensor& replicated();
   // Per-shard streams x_i as [L,B,T,C] (or [1,B,T,C] right after entering), entering if needed (one f).
   torch::Tensor per_shard();
-  // x_i <- x_i + z_i for every shard i; z: [L,B,T,C].
-  void add_per_shard(const torch::Tensor& z);
+  // x_i <- the block's new stream x_i' for every shard i; x: [L,B,T,C]. (The block forms x_i' = s_i + m_i
+  // from the s_i = x_i + a_i it computed anyway: one [L,B,T,C] addition per block, not an update
+  // added to the streams and to a running sum of updates.)
+  void set_per_shard(torch::Tensor x);
   // Replaces the replicated stream (a block that took replicated() and computed its output).
   void set_replicated(torch::Tensor x);
   // The lagged stream of a ladder run (SPEC §1): what the next sub-layer reads, x_{m-2}, i.e. the
@@ -46,20 +48,17 @@ class ResidualStream {
   void ladder_add(PendingReduce update, Finish finish);
 
  private:
-  void bring_streams_up_to_date();
-
   TensorParallelGroup& group_;
   bool mean_merge_;
   bool per_shard_ = false;
   torch::Tensor x_;      // replicated stream (x0 while per-shard)
-  torch::Tensor streams_;  // x_i = f(x0) + prev_i + last_i (without last_i while stale)
-  bool streams_stale_ = false;
+  torch::Tensor entry_;    // f(x0): the streams on entering the per-shard region, [1,B,T,C]
+  torch::Tensor streams_;  // x_i, [L,B,T,C] (entry_ until a block updates them)
+  torch::Tensor prev_streams_;  // the streams before the newest block's update (undefined if none yet)
   void add_pending();  // x_ <- x_ + the pending sub-layer output (waiting for its g), if any
   // A ladder run's newest sub-layer output, not yet in x_ (pending_finish_ empty if none).
   PendingReduce pending_;
   Finish pending_finish_;
-  torch::Tensor prev_;   // sum of per-shard updates before the newest block (undefined if none)
-  torch::Tensor last_;   // the newest block's per-shard update (undefined if none)
 };
 
 // What a block needs to know to build itself.

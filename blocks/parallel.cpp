@@ -22,9 +22,10 @@ class ParallelBlock : public ShardedBlock {
     const int64_t first = group_.first_shard();
     auto a = dropout_.per_shard(w_->attn->forward(w_->ln_1(x, &replicated_grads_), cache),
                                 DropoutSite::AttentionOutput, first, is_training());  // [L, B, T, C]
-    auto m = dropout_.per_shard(w_->mlp(w_->ln_2(x + a, &replicated_grads_)), DropoutSite::MlpOutput, first,
+    auto s = x + a;  // s_i = x_i + A_i: [L, B, T, C]
+    auto m = dropout_.per_shard(w_->mlp(w_->ln_2(s, &replicated_grads_)), DropoutSite::MlpOutput, first,
                                 is_training());  // [L, B, T, C]
-    stream.add_per_shard(a + m);
+    stream.set_per_shard(s + m);  // x_i + z_i with z_i = A_i + M_i
   }
 };
 

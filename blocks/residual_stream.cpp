@@ -17,41 +17,31 @@ const torch::Tensor& ResidualStream::replicated() {
   add_pending();  // a ladder run ends: x_{2k} = x_{2k-1} + the last sub-layer's output
   if (!per_shard_) return x_;
   per_shard_ = false;
-  streams_stale_ = false;
-  if (!last_.defined()) return x_;  // entered but never updated: every stream is still x0
-  // sum:  x0 + sum_i (prev_i + last_i)
-  // mean: mean_i(x0 + prev_i) + sum_i last_i = x0 + sum_i (prev_i / N + last_i)
-  torch::Tensor update = last_;
-  if (prev_.defined()) update = (mean_merge_ ? prev_ / double(group_.tp_size()) : prev_) + last_;
-  x_ = x_ + reduce_from_shards(update, group_);
-  streams_ = prev_ = last_ = torch::Tensor();
+  if (prev_streams_.defined()) {  // else entered but never updated: every stream is still x0
+    // x_i = x0 + delta_i (entry_ is x0 after f, [1,B,T,C]), and x_prev_i the stream before the run's last block:
+    // sum:  x0 + sum_i delta_i
+    // mean: mean_i(x_prev_i) + sum_i (x_i - x_prev_i) = x0 + sum_i ((x_prev_i - x0) / N + x_i - x_prev_i)
+    torch::Tensor update = streams_ - entry_;  // [L,B,T,C]
+    if (mean_merge_) update = (prev_streams_ - entry_) / double(group_.tp_size()) + (streams_ - prev_streams_);
+    x_ = x_ + reduce_from_shards(update, group_);
+  }
+  entry_ = streams_ = prev_streams_ = torch::Tensor();
   return x_;
 }
 
 torch::Tensor ResidualStream::per_shard() {
   if (!per_shard_) {
     replicated();  // a ladder run before ends here
-    streams_ = copy_to_shards(x_, group_);
+    entry_ = streams_ = copy_to_shards(x_, group_);
     per_shard_ = true;
   }
-  bring_streams_up_to_date();
   return streams_;
 }
 
-void ResidualStream::add_per_shard(const torch::Tensor& z) {
-  TORCH_CHECK(per_shard_, "add_per_shard outside the per-shard region");
-  bring_streams_up_to_date();
-  if (last_.defined()) prev_ = prev_.defined() ? prev_ + last_ : last_;
-  last_ = z;
-  streams_stale_ = true;
-}
-
-// x_i + z_i is only formed when a block reads it: the merge needs the updates, not the streams,
-// so the last block of a run saves an [L,B,T,C] addition and its backward.
-void ResidualStream::bring_streams_up_to_date() {
-  if (!streams_stale_) return;
-  streams_ = streams_ + last_;
-  streams_stale_ = false;
+void ResidualStream::set_per_shard(torch::Tensor x) {
+  TORCH_CHECK(per_shard_, "set_per_shard outside the per-shard region");
+  prev_streams_ = std::move(streams_);
+  streams_ = std::move(x);
 }
 
 void ResidualStream::set_replicated(torch::Tensor x) {
