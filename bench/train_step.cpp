@@ -179,7 +179,8 @@ struct Stepper {
   }
 };
 
-// --- The GEMM floor: the dense step's matmuls alone, each shape timed by itself --------------------
+// --- The GEMM floor: the dense step's matmuls alone, each shape timed by itself, the faster of
+// ATen's and dgpt's way ------------------------------------------------------------------------------
 
 struct Gemm {
   int64_t batch, m, k, n;  // [batch,] [m,k] x [k,n]
@@ -206,19 +207,43 @@ std::vector<Gemm> dense_step_gemms(const ModelArgs& a, int64_t B) {
   return g;
 }
 
-// Median ms of one GEMM over a few reps.
-double time_gemm(const Gemm& g) {
-  auto x = torch::randn({g.batch, g.m, g.k}), w = torch::randn({g.batch, g.k, g.n});
-  auto run = [&] { return g.batch == 1 ? torch::mm(x[0], w[0]) : torch::bmm(x, w); };
-  for (int i = 0; i < 3; ++i) run();
+// Median ms of fn() over a few reps.
+double median_ms(const std::function<void()>& fn) {
+  for (int i = 0; i < 3; ++i) fn();
   std::vector<double> t;
   for (int i = 0; i < 15; ++i) {
     const auto t0 = Clock::now();
-    run();
+    fn();
     t.push_back(seconds_since(t0) * 1e3);
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+// One GEMM shape's best time: ATen's mm/bmm, or (where dgpt's kernels can run) the way dgpt's CPU
+// GEMMs run it, single-threaded BLAS per thread: a batch's items spread over the threads, a single
+// product's rows split in one block per thread (model/cpu_gemm.cpp).
+double time_gemm(const Gemm& g) {
+  auto x = torch::randn({g.batch, g.m, g.k}), w = torch::randn({g.batch, g.k, g.n});
+  auto y = torch::empty({g.batch, g.m, g.n});
+  double best = median_ms([&] { g.batch == 1 ? torch::mm(x[0], w[0]) : torch::bmm(x, w); });
+  if (!cpu_kernels_enabled() || !cpu_blas_available()) return best;
+  const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t threads = at::get_num_threads();
+  const int64_t jobs = g.batch == 1 ? threads : g.batch, rows = g.batch == 1 ? (g.m + threads - 1) / threads : g.m;
+  best = std::min(best, median_ms([&] {
+    at::parallel_for(0, jobs, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        const int64_t item = g.batch == 1 ? 0 : j, r0 = g.batch == 1 ? j * rows : 0;
+        const int64_t r1 = std::min(g.m, r0 + rows);
+        if (r0 >= r1) continue;
+        blas_gemm(false, false, int(r1 - r0), int(g.n), int(g.k), 1.0f, xp + (item * g.m + r0) * g.k, int(g.k),
+                  wp + item * g.k * g.n, int(g.n), 0.0f, yp + (item * g.m + r0) * g.n, int(g.n));
+      }
+    });
+  }));
+  return best;
 }
 
 struct Floor {
