@@ -111,16 +111,15 @@ step gpt2 120 '
   cd $REPO
   for n in 2 4 6; do
     $DGPT bench $GPT2 --tp_size=$n --iters=10 --burnin=3 --project=nvlink \
-      "--compare=$CMP5" --json=$WORK/gpt2_tp$n.json
+      "--compare=$CMP5" --json=$LOGS/gpt2_tp$n.json
   done
   # tp_size 8 does not divide 12 heads: the same widths with 16 heads of 48
   $DGPT bench $GPT2 --n_head=16 --tp_size=8 --iters=10 --burnin=3 --project=nvlink \
-    "--compare=$CMP5" --json=$WORK/gpt2_tp8_h16.json
+    "--compare=$CMP5" --json=$LOGS/gpt2_tp8_h16.json
   for n in 2 4; do
     $DGPT bench $GPT2 --tp_size=$n --mode=generate --prompt_len=128 --new_tokens=32 --gen_batch=1 --iters=3 --burnin=1 \
-      --project=nvlink "--compare=$CMP3" --json=$WORK/gpt2_gen_tp$n.json
-  done
-  cp $WORK/gpt2_*.json $LOGS/'
+      --project=nvlink "--compare=$CMP3" --json=$LOGS/gpt2_gen_tp$n.json
+  done'
 
 # --- 2 + 3. correctness: the C++ numerics on CUDA and tests/test_cuda.py's suites on the GPU, while
 # the CPU suite (PyTorch 2.x) runs beside them on the other cores ---------------------------------
