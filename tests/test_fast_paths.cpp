@@ -86,7 +86,8 @@ TEST_CASE("cpu_gemm linear equals torch::linear, values and gradients, with and 
   }
 }
 
-TEST_CASE("cpu_gemm batched_matmul equals torch::matmul for strided, transposed and contiguous operands",
+TEST_CASE("cpu_gemm batched_matmul equals torch::matmul for strided, transposed and contiguous operands, "
+          "its result contiguous or interleaved",
           "[fast][bmm]") {
   // Tolerance: float64 1e-12 relative to the largest entry.
   REQUIRE(cpu_blas_available());
@@ -110,11 +111,25 @@ TEST_CASE("cpu_gemm batched_matmul equals torch::matmul for strided, transposed 
       a = a.detach().requires_grad_(true);
       b = b.detach().requires_grad_(true);
       auto G = torch::randn({L, 7, 4}, o);
-      auto ours = batched_matmul(a, b), ref = torch::matmul(a, b);
-      CHECK(max_rel(ours, ref) < 1e-12);
-      auto g1 = grads_of(ours, G, {a, b}), g2 = grads_of(ref, G, {a, b});
-      CHECK(max_rel(g1[0], g2[0]) < 1e-12);
-      CHECK(max_rel(g1[1], g2[1]) < 1e-12);
+      auto ref = torch::matmul(a, b);
+      auto g2 = grads_of(ref, G, {a, b});
+      for (bool interleaved : {false, true}) {
+        CAPTURE(interleaved);
+        auto ours = batched_matmul(a, b, interleaved);
+        CHECK(max_rel(ours, ref) < 1e-12);
+        if (interleaved && L > 1) {  // memory [M, L, N]: the [M, L*N] view of shard l's columns at l*N
+          CHECK(ours.strides() == torch::IntArrayRef({4, L * 4, 1}));
+          CHECK(ours.transpose(0, 1).is_contiguous());
+        }
+        auto g1 = grads_of(ours, G, {a, b});
+        CHECK(max_rel(g1[0], g2[0]) < 1e-12);
+        CHECK(max_rel(g1[1], g2[1]) < 1e-12);
+        // a gradient that arrives in the interleaved layout (as after the permute to [M, L*N])
+        auto Gi = G.transpose(0, 1).contiguous().transpose(0, 1);
+        auto g3 = grads_of(batched_matmul(a, b, interleaved), Gi, {a, b});
+        CHECK(max_rel(g3[0], g2[0]) < 1e-12);
+        CHECK(max_rel(g3[1], g2[1]) < 1e-12);
+      }
     }
   }
 }
