@@ -168,6 +168,36 @@ TEST_CASE("cpu_attention: causal attention on strided q, k, v equals the explici
   }
 }
 
+TEST_CASE("cpu_attention: the sharded blocks' [B, L, heads, T, hd] views equal the explicit ATen formula",
+          "[fast][attention]") {
+  // The views a sharded block hands over: its c_attn output [L, B, T, 3w] (w = heads*hd per shard)
+  // split into q, k, v and viewed [B, L, heads, T, hd], no copy. The output's memory is
+  // [B, T, L, heads, hd] (every shard's heads side by side per position); values and the
+  // gradient of the c_attn output within float64 1e-12 / float32 1e-5; threads 1 and 3.
+  const int64_t L = 3, B = 2, T = 70, h = 2, hd = 4, w = h * hd;
+  for (auto dtype : {torch::kDouble, torch::kFloat})
+  for (int threads : {1, 3}) {
+    CAPTURE(dtype, threads);
+    Threads scope(threads);
+    const double tol = dtype == torch::kDouble ? 1e-12 : 1e-5;
+    torch::manual_seed(4);
+    auto qkv = torch::randn({L, B, T, 3 * w}, torch::TensorOptions().dtype(dtype)).requires_grad_(true);
+    auto heads5 = [&](int i) { return qkv.narrow(3, i * w, w).view({L, B, T, h, hd}).permute({1, 0, 3, 2, 4}); };
+    auto q = heads5(0), k = heads5(1), v = heads5(2);
+    REQUIRE(cpu_causal_attention_applies(q, k, v));
+    auto ours = cpu_causal_attention(q, k, v);
+    REQUIRE(ours.sizes() == q.sizes());
+    CHECK(ours.permute({0, 3, 1, 2, 4}).is_contiguous());  // [B, T, L, heads, hd]
+    auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(hd));
+    auto mask = torch::ones({T, T}, torch::kBool).triu(1);
+    auto ref = torch::matmul(torch::softmax(scores.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1), v);
+    CHECK(max_rel(ours, ref) < tol);
+    auto G = torch::randn(q.sizes(), torch::TensorOptions().dtype(dtype));
+    auto g1 = grads_of(ours, G, {qkv}), g2 = grads_of(ref, G, {qkv});
+    CHECK(max_rel(g1[0], g2[0]) < tol);
+  }
+}
+
 TEST_CASE("attention_kernels: the float softmax row against exp in double", "[fast][attention]") {
   // The float rows' exp is a polynomial (model/attention_kernels.cpp): each probability within
   // 4 float ulps (2^-23 relative) of the softmax computed in double from the same inputs, for

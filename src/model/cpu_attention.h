@@ -11,11 +11,14 @@
 
 namespace dgpt {
 
-// Whether cpu_causal_attention can take these: CPU, float32 or float64, [N, H, T, D] each with unit
-// stride in D, as many keys as queries, and the process's BLAS found (sgemm_/dgemm_).
+// Whether cpu_causal_attention can take these: CPU, float32 or float64, [N, H..., T, D] (one or more
+// head dimensions) each with unit stride in D, as many keys as queries, and the process's BLAS found
+// (sgemm_/dgemm_).
 bool cpu_causal_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 // q, k, v: [N, H, T, D] -> [N, H, T, D], a view of a contiguous [N, T, H, D] tensor (so its
-// transpose(1, 2) is contiguous: heads side by side, as the output projection reads them).
+// transpose(1, 2) is contiguous: heads side by side, as the output projection reads them). With
+// several head dimensions, [N, G, H, T, D] -> a view of a contiguous [N, T, G, H, D] (the sharded
+// blocks' [B, L, heads, T, hd]: every shard's heads side by side in each row).
 torch::Tensor cpu_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
 }  // namespace dgpt
