@@ -1,7 +1,6 @@
 #include "blocks/sharded_layers.h"
 
 #include "base/torch_compat.h"
-#include "model/cpu_attention.h"
 #include "model/cpu_gemm.h"
 #include "model/dense_block.h"
 
@@ -88,14 +87,14 @@ torch::Tensor ShardedAttentionImpl::attend(const torch::Tensor& u, LayerKVCache*
   const int64_t width = heads_per_shard_ * head_dim_;
   auto qkv = shard_linear(u, c_attn_weight, c_attn_bias).split(width, -1);
   if (!cache && !dropout_.active(is_training())) {
-    // The CPU kernel takes every shard's heads where c_attn wrote them, [L, B, T, h*hd] viewed as
-    // [B, L, h, T, hd] (no copy), and writes its output as [B, T, L, h, hd]: the layout both
-    // projections read (forward_summed's [B*T, L*h*hd] is then a view too).
+    // Where it runs (dgpt's CPU kernel), every shard's heads are taken where c_attn wrote them,
+    // [L, B, T, h*hd] viewed as [B, L, h, T, hd] (no copy), and the output comes back as memory
+    // [B, T, L, h, hd]: the layout both projections read (forward_summed's [B*T, L*h*hd] is a view).
     auto heads5 = [&](const torch::Tensor& t) {
       return t.view({L, B, T, heads_per_shard_, head_dim_}).permute({1, 0, 3, 2, 4});
     };
-    auto q = heads5(qkv[0]), k = heads5(qkv[1]), v = heads5(qkv[2]);
-    if (cpu_causal_attention_applies(q, k, v)) return cpu_causal_attention(q, k, v).permute({1, 0, 2, 3, 4});
+    auto y = compat::grouped_causal_attention(heads5(qkv[0]), heads5(qkv[1]), heads5(qkv[2]));
+    if (y.defined()) return y.permute({1, 0, 2, 3, 4});  // [B, L, h, T, hd] -> [L, B, h, T, hd]
   }
   // [L, B, T, h*hd] -> [L, B, T, h, hd] -> [L, B, h, T, hd] -> [L*B, h, T, hd]: SDPA's batch of
   // L*B sequences, h = heads per shard, hd = head dim.

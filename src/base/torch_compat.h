@@ -55,6 +55,19 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 #endif
 }
 
+// Causal attention over views with several head dimensions, [N, G, H, T, D] (a sharded block's
+// [B, L, heads, T, hd], where c_attn wrote them), returned as a view of memory [N, T, G, H, D]; an
+// undefined tensor where only causal_attention's [N*G, H, T, D] form runs: LibTorch >= 2 (its
+// SDPA, as the dense block uses), other devices and dtypes (model/cpu_attention.h).
+inline torch::Tensor grouped_causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+#if TORCH_VERSION_MAJOR < 2
+  if (cpu_causal_attention_applies(q, k, v)) return cpu_causal_attention(q, k, v);
+#else
+  (void)q, (void)k, (void)v;
+#endif
+  return {};
+}
+
 // Attention of the t newest positions over every position so far (the KV cache's): q is
 // [batch, heads, t, head_dim] for positions [P, P+t), k and v are [batch, heads, P+t, head_dim]
 // for positions [0, P+t). Query i sees keys 0..P+i. P = 0 (a prefill) is causal_attention; a single
