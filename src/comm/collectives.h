@@ -51,6 +51,7 @@ class ProcessTensorParallelGroup : public TensorParallelGroup {
  public:
   ProcessTensorParallelGroup(int64_t tp_size, std::shared_ptr<Collectives> tp);
   void all_reduce_sum_(torch::Tensor& t, CommKind kind) override;
+  bool all_reduce_writes() const override { return tp_procs_ > 1; }
   torch::Tensor gather_shards(const torch::Tensor& local) override;
 
  protected:

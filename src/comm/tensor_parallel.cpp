@@ -142,8 +142,10 @@ struct CopyToShards : torch::autograd::Function<CopyToShards> {
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto comm_dtype = at::ScalarType(ctx->saved_data["comm_dtype"].toInt());
-    auto g = grads[0].sum(0).to(comm_dtype);  // already [1,...]: sum(0) drops the shard dimension
-    group_from(ctx->saved_data["group"]).all_reduce_sum_(g, CommKind(ctx->saved_data["kind"].toInt()));
+    auto& group = group_from(ctx->saved_data["group"]);
+    // already [1,...]: sum(0) drops the shard dimension (a view where nothing will be written into it)
+    auto g = (group.all_reduce_writes() ? grads[0].sum(0) : grads[0].squeeze(0)).to(comm_dtype);
+    group.all_reduce_sum_(g, CommKind(ctx->saved_data["kind"].toInt()));
     return {g.to(grads[0].scalar_type()), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -152,8 +154,13 @@ struct ReduceFromShards : torch::autograd::Function<ReduceFromShards> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& partials, int64_t group, int64_t kind) {
     ctx->saved_data["local_shards"] = partials.size(0);
     const bool keep_dtype = CommKind(kind) == CommKind::VocabForwardAllReduce;  // see tensor_parallel.h
-    auto sum = partials.sum(0).to(keep_dtype ? partials.scalar_type() : communication_dtype(partials));
-    group_from(group).all_reduce_sum_(sum, CommKind(kind));
+    auto& g = group_from(group);
+    // a single local part (summed already, by a GEMM over the shards' columns) where nothing will be
+    // written into it: the sum is the part itself, not a copy
+    const bool pass = partials.size(0) == 1 && !g.all_reduce_writes();
+    auto sum = (pass ? partials.squeeze(0) : partials.sum(0))
+                   .to(keep_dtype ? partials.scalar_type() : communication_dtype(partials));
+    g.all_reduce_sum_(sum, CommKind(kind));
     return sum.to(partials.scalar_type());
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {

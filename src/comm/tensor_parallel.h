@@ -86,6 +86,9 @@ class TensorParallelGroup {
 
   // Sums `t` in place over the group's processes, and tallies it under `kind`.
   virtual void all_reduce_sum_(torch::Tensor& t, CommKind kind) = 0;
+  // Whether all_reduce_sum_ writes into its tensor (other processes' parts arrive). When it does
+  // not (simulated, solo rank, W = 1), f and g of a single local part pass it on without a copy.
+  virtual bool all_reduce_writes() const { return true; }
   // Starts that sum and returns at once; `t` holds the sum only after the returned handle's
   // wait(). Only where SPEC §2 allows it (a ladder sub-layer's g). A group with nothing to send
   // (simulated, solo rank, W = 1), or with overlap off, completes it before returning; the
@@ -144,6 +147,7 @@ class SimulatedGroup : public TensorParallelGroup {
  public:
   explicit SimulatedGroup(int64_t tp_size) : TensorParallelGroup(tp_size, 1, 0) {}
   void all_reduce_sum_(torch::Tensor& t, CommKind kind) override;
+  bool all_reduce_writes() const override { return false; }
   torch::Tensor gather_shards(const torch::Tensor& local) override { return local; }
 };
 
@@ -155,6 +159,7 @@ class SoloRankGroup : public TensorParallelGroup {
  public:
   SoloRankGroup(int64_t tp_size, int64_t rank) : TensorParallelGroup(tp_size, tp_size, rank) {}
   void all_reduce_sum_(torch::Tensor& t, CommKind kind) override;
+  bool all_reduce_writes() const override { return false; }
   torch::Tensor gather_shards(const torch::Tensor& local) override;
 };
 
