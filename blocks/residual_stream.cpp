@@ -21,8 +21,8 @@ const torch::Tensor& ResidualStream::replicated() {
     // x_i = x0 + delta_i (entry_ is x0 after f, [1,B,T,C]), and x_prev_i the stream before the run's last block:
     // sum:  x0 + sum_i delta_i
     // mean: mean_i(x_prev_i) + sum_i (x_i - x_prev_i) = x0 + sum_i ((x_prev_i - x0) / N + x_i - x_prev_i)
-    torch::Tensor update = streams_ - entry_;  // [L,B,T,C]
-    if (mean_merge_) update = (prev_streams_ - entry_) / double(group_.tp_size()) + (streams_ - prev_streams_);
+    const auto update = mean_merge_ ? (prev_streams_ - entry_) / double(group_.tp_size()) + (streams_ - prev_streams_)
+                                    : streams_ - entry_;  // [L,B,T,C]
     x_ = x_ + reduce_from_shards(update, group_);
   }
   entry_ = streams_ = prev_streams_ = torch::Tensor();
